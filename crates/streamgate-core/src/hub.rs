@@ -1,0 +1,849 @@
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Weak,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use serde::Serialize;
+use streamgate_protocol::{
+    Connected, ErrorBody, ErrorCode, Join, Joined, Left, PROTOCOL_VERSION, Payload, Position,
+    PresenceDiff, PresenceEntry, Priority, Publication, RoomId, ServerFrame, UserCommand,
+    WireFormat,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    Action, AuthError, Authenticator, Authorizer, Backplane, ConfigError, Credentials,
+    HistoryStore, HubConfig, LocalBackplane, MemoryHistory, MemoryPresence, Metrics, OpenPolicy,
+    OutFrame, Outbound, PresenceStore, Principal, PublishError, RoomPolicy, SessionHandle,
+    SessionId, SessionQueue, StaticTokens, StreamHandle,
+    session::{Push, SessionShared},
+};
+
+/// Restricts a publication to some members of its room. Targeted publications are live-only:
+/// they get no offset and are not kept in history.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Target {
+    /// Deliver to these users' sessions.
+    pub users: Vec<String>,
+    /// Deliver to these sessions.
+    pub sessions: Vec<SessionId>,
+}
+
+impl Target {
+    fn matches(&self, session: &SessionShared) -> bool {
+        self.sessions.contains(&session.id)
+            || (!self.users.is_empty()
+                && session
+                    .principal
+                    .read()
+                    .user
+                    .as_ref()
+                    .is_some_and(|u| self.users.contains(u)))
+    }
+}
+
+/// A publication to make: event name, data and delivery options.
+///
+/// ```
+/// use streamgate_core::{Publish, Target};
+/// use streamgate_protocol::Priority;
+///
+/// let p = Publish::json("message.created", &serde_json::json!({"text": "hi"}))?
+///     .priority(Priority::High)
+///     .to(Target { users: vec!["u1".into()], sessions: vec![] });
+/// # Ok::<(), streamgate_core::PublishError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Publish {
+    event: String,
+    data: Payload,
+    id: Option<String>,
+    priority: Priority,
+    ack: bool,
+    volatile: bool,
+    target: Option<Target>,
+}
+
+impl Publish {
+    /// A publication of `event` with `data`.
+    pub fn new(event: impl Into<String>, data: Payload) -> Self {
+        Self {
+            event: event.into(),
+            data,
+            id: None,
+            priority: Priority::Normal,
+            ack: false,
+            volatile: false,
+            target: None,
+        }
+    }
+
+    /// A publication whose data is `data` serialized to JSON.
+    pub fn json(
+        event: impl Into<String>,
+        data: &(impl Serialize + ?Sized),
+    ) -> Result<Self, PublishError> {
+        Ok(Self::new(event, Payload::json(data)?))
+    }
+
+    /// Sets the publication id (otherwise `{epoch:x}-{offset}` is generated).
+    #[must_use]
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Sets the priority.
+    #[must_use]
+    pub fn priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Asks recipients to acknowledge.
+    #[must_use]
+    pub fn ack(mut self) -> Self {
+        self.ack = true;
+        self
+    }
+
+    /// Marks the publication volatile (typing indicators …): live-only, and dropped for a
+    /// session whose queue is full instead of disconnecting it.
+    #[must_use]
+    pub fn volatile(mut self) -> Self {
+        self.volatile = true;
+        self
+    }
+
+    /// Restricts delivery to some users or sessions of the room (live-only).
+    #[must_use]
+    pub fn to(mut self, target: Target) -> Self {
+        self.target = Some(target);
+        self
+    }
+}
+
+/// What a publish did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishOutcome {
+    /// The publication's position; offset 0 for live-only publications.
+    pub position: Position,
+    /// Sessions it was queued for.
+    pub delivered: usize,
+    /// Sessions for which it was dropped (volatile on a full queue).
+    pub dropped: usize,
+    /// Sessions closed with `SLOW_CONSUMER` by this publication.
+    pub overflowed: usize,
+}
+
+/// Sizes of the hub's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct HubStats {
+    /// Open sessions.
+    pub sessions: usize,
+    /// Rooms with at least one member (or a publish in flight).
+    pub rooms: usize,
+    /// Rooms with a history log.
+    pub logged_rooms: usize,
+}
+
+struct Member {
+    session: Arc<SessionShared>,
+    filter: Option<Box<[String]>>,
+}
+
+impl Member {
+    fn wants(&self, event: &str) -> bool {
+        self.filter
+            .as_ref()
+            .is_none_or(|f| f.iter().any(|e| e == event))
+    }
+}
+
+#[derive(Default)]
+struct RoomState {
+    members: HashMap<SessionId, Member>,
+    /// Members per wire format, to encode each publication once per format in use.
+    formats: [usize; 2],
+    /// Set when the room is removed from the hub's map; holders of a stale `Arc` look again.
+    dead: bool,
+}
+
+impl RoomState {
+    fn insert(&mut self, member: Member) {
+        let format = member.session.format;
+        if self.members.insert(member.session.id, member).is_none() {
+            self.formats[format.index()] += 1;
+        }
+    }
+
+    fn remove(&mut self, id: SessionId) -> bool {
+        match self.members.remove(&id) {
+            Some(m) => {
+                self.formats[m.session.format.index()] -= 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Queues a control frame (presence) to every member; dropped for full queues.
+    fn broadcast_volatile(&self, frame: &Arc<OutFrame>) {
+        for member in self.members.values() {
+            member
+                .session
+                .push(Outbound::Frame(Arc::clone(frame)), true);
+        }
+    }
+}
+
+struct Room {
+    policy: RoomPolicy,
+    state: Mutex<RoomState>,
+}
+
+struct StreamEntry {
+    id: u64,
+    cancel: CancellationToken,
+}
+
+pub(crate) struct HubInner {
+    config: HubConfig,
+    rooms: DashMap<RoomId, Arc<Room>>,
+    sessions: DashMap<SessionId, Arc<SessionShared>>,
+    streams: DashMap<RoomId, StreamEntry>,
+    history: Arc<dyn HistoryStore>,
+    presence: Arc<dyn PresenceStore>,
+    backplane: Arc<dyn Backplane>,
+    authenticator: Arc<dyn Authenticator>,
+    authorizer: Arc<dyn Authorizer>,
+    metrics: Metrics,
+    next_id: AtomicU64,
+    shutdown: CancellationToken,
+}
+
+/// The bridge core: owns sessions and rooms, orders and logs publications, resumes clients, and
+/// fans out into bounded per-session queues. Cloning is cheap (one `Arc`).
+///
+/// Publishing to one room takes only that room's lock, never a global one, and never waits on
+/// a session: a full queue drops the session (or the volatile frame) instead.
+#[derive(Clone)]
+pub struct Hub {
+    pub(crate) inner: Arc<HubInner>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Hub`]; every seam has an in-memory default, and the default authenticator admits
+/// nobody until tokens are configured.
+///
+/// ```
+/// use streamgate_core::{Hub, HubConfig, Principal, StaticTokens};
+///
+/// let hub = Hub::builder(HubConfig::default())
+///     .authenticator(StaticTokens::new().with_token("dev", Principal::user("u1")))
+///     .build()?;
+/// assert_eq!(hub.stats().sessions, 0);
+/// # Ok::<(), streamgate_core::ConfigError>(())
+/// ```
+#[must_use]
+pub struct HubBuilder {
+    config: HubConfig,
+    history: Arc<dyn HistoryStore>,
+    presence: Arc<dyn PresenceStore>,
+    backplane: Arc<dyn Backplane>,
+    authenticator: Arc<dyn Authenticator>,
+    authorizer: Arc<dyn Authorizer>,
+}
+
+impl HubBuilder {
+    /// Sets the authenticator.
+    pub fn authenticator(mut self, authenticator: impl Authenticator) -> Self {
+        self.authenticator = Arc::new(authenticator);
+        self
+    }
+
+    /// Sets the authorizer (default [`OpenPolicy`]).
+    pub fn authorizer(mut self, authorizer: impl Authorizer) -> Self {
+        self.authorizer = Arc::new(authorizer);
+        self
+    }
+
+    /// Sets the history store (default [`MemoryHistory`]).
+    pub fn history(mut self, history: impl HistoryStore) -> Self {
+        self.history = Arc::new(history);
+        self
+    }
+
+    /// Sets the presence store (default [`MemoryPresence`]).
+    pub fn presence(mut self, presence: impl PresenceStore) -> Self {
+        self.presence = Arc::new(presence);
+        self
+    }
+
+    /// Sets the backplane (default [`LocalBackplane`]).
+    pub fn backplane(mut self, backplane: impl Backplane) -> Self {
+        self.backplane = Arc::new(backplane);
+        self
+    }
+
+    /// Validates the configuration and builds the hub. Inside a Tokio runtime this also starts
+    /// the sweeper that trims expired history; it stops when the last clone of the hub drops.
+    pub fn build(self) -> Result<Hub, ConfigError> {
+        self.config.check()?;
+        let hub = Hub {
+            inner: Arc::new(HubInner {
+                config: self.config,
+                rooms: DashMap::new(),
+                sessions: DashMap::new(),
+                streams: DashMap::new(),
+                history: self.history,
+                presence: self.presence,
+                backplane: self.backplane,
+                authenticator: self.authenticator,
+                authorizer: self.authorizer,
+                metrics: Metrics::default(),
+                next_id: AtomicU64::new(1),
+                shutdown: CancellationToken::new(),
+            }),
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(sweeper(
+                Arc::downgrade(&hub.inner),
+                hub.inner.config.sweep_interval,
+            ));
+        }
+        Ok(hub)
+    }
+}
+
+async fn sweeper(hub: Weak<HubInner>, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(inner) = hub.upgrade() else { return };
+        if inner.shutdown.is_cancelled() {
+            return;
+        }
+        Hub { inner }.sweep();
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn err(code: ErrorCode, message: &str) -> ErrorBody {
+    ErrorBody::new(code, message)
+}
+
+impl Hub {
+    /// Starts building a hub.
+    pub fn builder(config: HubConfig) -> HubBuilder {
+        HubBuilder {
+            config,
+            history: Arc::new(MemoryHistory::new()),
+            presence: Arc::new(MemoryPresence::default()),
+            backplane: Arc::new(LocalBackplane),
+            authenticator: Arc::new(StaticTokens::new()),
+            authorizer: Arc::new(OpenPolicy),
+        }
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    /// Live counters.
+    #[must_use]
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The backplane (for readiness checks).
+    #[must_use]
+    pub fn backplane(&self) -> &dyn Backplane {
+        &*self.inner.backplane
+    }
+
+    /// Sizes of the hub's state.
+    #[must_use]
+    pub fn stats(&self) -> HubStats {
+        HubStats {
+            sessions: self.inner.sessions.len(),
+            rooms: self.inner.rooms.len(),
+            logged_rooms: self.inner.history.rooms(),
+        }
+    }
+
+    /// Frames waiting in a session's queue, if the session exists.
+    #[must_use]
+    pub fn queued(&self, session: SessionId) -> Option<usize> {
+        self.inner.sessions.get(&session).map(|s| s.queued())
+    }
+
+    /// Verifies credentials with the configured [`Authenticator`].
+    pub async fn authenticate(&self, credentials: &Credentials) -> Result<Principal, AuthError> {
+        self.inner.authenticator.authenticate(credentials).await
+    }
+
+    /// Registers an authenticated session and queues its `connected` frame. The transport
+    /// drives the returned handle (inbound) and queue (outbound).
+    pub fn connect(
+        &self,
+        principal: Principal,
+        transport: &'static str,
+        format: WireFormat,
+    ) -> (SessionHandle, SessionQueue) {
+        self.connect_with_ping(principal, transport, format, 0)
+    }
+
+    /// Like [`Hub::connect`], with the heartbeat interval the transport uses announced in the
+    /// `connected` frame.
+    pub fn connect_with_ping(
+        &self,
+        principal: Principal,
+        transport: &'static str,
+        format: WireFormat,
+        ping_interval_ms: u64,
+    ) -> (SessionHandle, SessionQueue) {
+        let id = SessionId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
+        let user = principal.user.clone();
+        let (shared, rx) = SessionShared::new(
+            id,
+            transport,
+            format,
+            principal,
+            self.inner.config.queue_capacity,
+        );
+        self.inner.sessions.insert(id, Arc::clone(&shared));
+        self.inner.metrics.connection_opened(transport);
+        if self.inner.shutdown.is_cancelled() {
+            shared.fail(streamgate_protocol::Disconnect::new(
+                ErrorCode::ShuttingDown,
+                "the server is shutting down",
+            ));
+        }
+        let connected = Connected {
+            session: id.to_string(),
+            user,
+            version: PROTOCOL_VERSION,
+            ping_interval_ms,
+        };
+        shared.push(
+            Outbound::Frame(OutFrame::new(ServerFrame::Connected(connected))),
+            false,
+        );
+        tracing::debug!(session.id = %id, transport, "session connected");
+        (
+            SessionHandle {
+                hub: self.clone(),
+                shared: Arc::clone(&shared),
+            },
+            SessionQueue { rx, shared },
+        )
+    }
+
+    /// Opens a stream in `room` (usually `execution:{id}`). See [`StreamHandle`].
+    #[must_use]
+    pub fn stream(&self, room: RoomId) -> StreamHandle {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let cancel = CancellationToken::new();
+        self.inner.streams.insert(
+            room.clone(),
+            StreamEntry {
+                id,
+                cancel: cancel.clone(),
+            },
+        );
+        self.inner.metrics.stream_started();
+        StreamHandle::new(self.clone(), room, id, cancel)
+    }
+
+    /// Cancels the running stream in `room` (its [`StreamHandle::cancelled`] resolves);
+    /// `false` when no stream runs there.
+    pub fn cancel_stream(&self, room: &RoomId) -> bool {
+        self.inner
+            .streams
+            .get(room)
+            .map(|s| s.cancel.cancel())
+            .is_some()
+    }
+
+    pub(crate) fn stream_ended(&self, room: &RoomId, id: u64) {
+        self.inner.streams.remove_if(room, |_, s| s.id == id);
+        self.inner.metrics.stream_ended();
+    }
+
+    /// Publishes into `room`: assigns the next offset (unless live-only), keeps it in history,
+    /// encodes it once per wire format in use and queues it for every member whose filter
+    /// accepts the event.
+    ///
+    /// ```
+    /// use streamgate_core::{Hub, HubConfig, Publish};
+    ///
+    /// let hub = Hub::builder(HubConfig::default()).build()?;
+    /// let room = "org:acme".parse()?;
+    /// let first = hub.publish(&room, Publish::json("notice", &"hello")?)?;
+    /// let second = hub.publish(&room, Publish::json("notice", &"again")?)?;
+    /// assert_eq!(second.position.offset, first.position.offset + 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn publish(&self, room: &RoomId, publish: Publish) -> Result<PublishOutcome, PublishError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(PublishError::ShuttingDown);
+        }
+        if publish.event.is_empty() || publish.event.len() > 128 {
+            return Err(PublishError::Invalid(
+                "event name must be 1-128 bytes".into(),
+            ));
+        }
+        let Publish {
+            event,
+            data,
+            id,
+            priority,
+            ack,
+            volatile,
+            target,
+        } = publish;
+        let live = volatile || target.is_some();
+        let publication = Publication {
+            room: room.clone(),
+            offset: 0,
+            epoch: 0,
+            id: id.unwrap_or_default(),
+            event,
+            data,
+            ts: now_ms(),
+            priority,
+            ack,
+        };
+        let (frame, outcome) = self.with_room(room, |room_entry, state| {
+            let frame = if live {
+                let mut publication = publication;
+                publication.epoch = self.inner.history.position(room).epoch;
+                if publication.id.is_empty() {
+                    publication.id =
+                        format!("l{}", self.inner.next_id.fetch_add(1, Ordering::Relaxed));
+                }
+                OutFrame::new(ServerFrame::Publication(publication))
+            } else {
+                self.inner.history.append(&room_entry.policy, publication)
+            };
+            let outcome = fan_out(state, &frame, volatile, target.as_ref());
+            (frame, outcome)
+        });
+        let m = &self.inner.metrics;
+        m.messages_out(outcome.delivered as u64, outcome.dropped as u64);
+        for _ in 0..outcome.overflowed {
+            m.error(ErrorCode::SlowConsumer);
+        }
+        self.inner.backplane.publish(&frame);
+        Ok(outcome)
+    }
+
+    fn room(&self, id: &RoomId) -> Arc<Room> {
+        if let Some(room) = self.inner.rooms.get(id) {
+            return Arc::clone(&room);
+        }
+        let room = self.inner.rooms.entry(id.clone()).or_insert_with(|| {
+            Arc::new(Room {
+                policy: self.inner.config.policy_for(id.kind()).clone(),
+                state: Mutex::default(),
+            })
+        });
+        Arc::clone(&room)
+    }
+
+    /// Runs `f` under the room's lock, creating the room if needed.
+    fn with_room<R>(&self, id: &RoomId, f: impl FnOnce(&Room, &mut RoomState) -> R) -> R {
+        loop {
+            let room = self.room(id);
+            let mut state = room.state.lock();
+            if state.dead {
+                continue;
+            }
+            return f(&room, &mut state);
+        }
+    }
+
+    pub(crate) fn join(
+        &self,
+        session: &Arc<SessionShared>,
+        id: Option<u64>,
+        join: Join,
+    ) -> Result<(), ErrorBody> {
+        let principal = session.principal();
+        self.inner
+            .authorizer
+            .authorize(&principal, Action::Join(&join.room))
+            .map_err(|code| err(code, "you may not join this room"))?;
+        let room = join.room;
+        let filter = join.events.map(Vec::into_boxed_slice);
+        self.with_room(&room, |entry, state| {
+            let history = &self.inner.history;
+            let recovery = match join.since {
+                Some(since) => history.recover(&room, &entry.policy, since, join.epoch),
+                None => crate::Recovery {
+                    frames: Vec::new(),
+                    recovered: false,
+                    position: history.position(&room),
+                },
+            };
+            let joined = Joined {
+                id,
+                room: room.clone(),
+                epoch: recovery.position.epoch,
+                offset: recovery.position.offset,
+                recovered: recovery.recovered,
+                missed: recovery.frames.len() as u64,
+            };
+            // Reply, missed publications and membership change under the room lock: nothing
+            // published meanwhile can slip between them or arrive twice.
+            session.push(
+                Outbound::Frame(OutFrame::new(ServerFrame::Joined(joined))),
+                false,
+            );
+            if !recovery.frames.is_empty() {
+                session.push(Outbound::Batch(recovery.frames.into()), false);
+            }
+            state.insert(Member {
+                session: Arc::clone(session),
+                filter,
+            });
+            if entry.policy.presence {
+                if let Some(user) = &principal.user {
+                    if self.inner.presence.add(&room, user) {
+                        state.broadcast_volatile(&presence_frame(&room, Some(user), None));
+                    }
+                }
+            }
+        });
+        session.rooms.lock().insert(room);
+        Ok(())
+    }
+
+    pub(crate) fn leave(
+        &self,
+        session: &Arc<SessionShared>,
+        id: Option<u64>,
+        room: &RoomId,
+    ) -> Result<(), ErrorBody> {
+        if !session.rooms.lock().remove(room) {
+            return Err(err(ErrorCode::NotJoined, "not a member of this room"));
+        }
+        self.remove_member(session, room);
+        session.push(
+            Outbound::Frame(OutFrame::new(ServerFrame::Left(Left {
+                id,
+                room: room.clone(),
+            }))),
+            false,
+        );
+        Ok(())
+    }
+
+    fn remove_member(&self, session: &SessionShared, room_id: &RoomId) {
+        let Some(room) = self.inner.rooms.get(room_id).map(|r| Arc::clone(&r)) else {
+            return;
+        };
+        let mut state = room.state.lock();
+        if !state.remove(session.id) || !room.policy.presence {
+            return;
+        }
+        if let Some(user) = &session.principal().user {
+            if self.inner.presence.remove(room_id, user) {
+                state.broadcast_volatile(&presence_frame(room_id, None, Some(user)));
+            }
+        }
+    }
+
+    pub(crate) fn require_member(
+        &self,
+        session: &SessionShared,
+        room: &RoomId,
+    ) -> Result<(), ErrorBody> {
+        if session.rooms.lock().contains(room) {
+            Ok(())
+        } else {
+            Err(err(ErrorCode::NotJoined, "join the room first"))
+        }
+    }
+
+    pub(crate) fn typing(
+        &self,
+        session: &SessionShared,
+        room: &RoomId,
+        active: bool,
+    ) -> Result<(), ErrorBody> {
+        let principal = session.principal();
+        self.inner
+            .authorizer
+            .authorize(&principal, Action::Publish(room))
+            .map_err(|code| err(code, "you may not publish to this room"))?;
+        self.require_member(session, room)?;
+        let event = if active {
+            "typing.start"
+        } else {
+            "typing.stop"
+        };
+        let data = Payload::json(&serde_json::json!({ "user": principal.user }))
+            .map_err(|_| err(ErrorCode::Internal, "internal error"))?;
+        self.publish(room, Publish::new(event, data).volatile())
+            .map(|_| ())
+            .map_err(|e| err(e.code(), "cannot publish now"))
+    }
+
+    pub(crate) fn user_command(
+        &self,
+        session: &SessionShared,
+        cmd: &UserCommand,
+    ) -> Result<(), ErrorBody> {
+        let principal = session.principal();
+        self.inner
+            .authorizer
+            .authorize(
+                &principal,
+                Action::Command {
+                    name: &cmd.name,
+                    room: cmd.room.as_ref(),
+                },
+            )
+            .map_err(|code| err(code, "you may not send this command"))?;
+        Err(ErrorBody::new(
+            ErrorCode::UnknownCommand,
+            format!("no handler for command `{}`", cmd.name),
+        ))
+    }
+
+    pub(crate) fn disconnect(&self, session: &Arc<SessionShared>) {
+        session.fail(streamgate_protocol::Disconnect::new(
+            ErrorCode::ShuttingDown,
+            "session ended",
+        ));
+        if self.inner.sessions.remove(&session.id).is_none() {
+            return;
+        }
+        let rooms: Vec<RoomId> = session.rooms.lock().drain().collect();
+        for room in &rooms {
+            self.remove_member(session, room);
+        }
+        self.inner.metrics.connection_closed(session.transport);
+        tracing::debug!(session.id = %session.id, lived_ms = session.connected_at.elapsed().as_millis() as u64, "session disconnected");
+    }
+
+    /// Trims expired history and forgets rooms without members. Runs periodically on its own
+    /// inside a Tokio runtime; callable directly.
+    pub fn sweep(&self) {
+        let inner = &self.inner;
+        inner
+            .history
+            .sweep(&|room| inner.config.policy_for(room.kind()).clone());
+        inner.rooms.retain(|_, room| {
+            let mut state = room.state.lock();
+            if state.members.is_empty() {
+                state.dead = true;
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// Closes every session with `SHUTTING_DOWN` (recoverable: clients reconnect elsewhere and
+    /// resume) and refuses further publications.
+    pub fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        for session in &self.inner.sessions {
+            if session.fail(streamgate_protocol::Disconnect::new(
+                ErrorCode::ShuttingDown,
+                "the server is shutting down",
+            )) {
+                self.inner.metrics.error(ErrorCode::ShuttingDown);
+            }
+        }
+    }
+
+    /// Resolves when [`Hub::shutdown`] is called.
+    pub async fn shutting_down(&self) {
+        self.inner.shutdown.cancelled().await;
+    }
+}
+
+fn presence_frame(room: &RoomId, joined: Option<&String>, left: Option<&String>) -> Arc<OutFrame> {
+    let entry = |u: Option<&String>| {
+        u.map(|user| PresenceEntry { user: user.clone() })
+            .into_iter()
+            .collect()
+    };
+    OutFrame::new(ServerFrame::Presence(PresenceDiff {
+        room: room.clone(),
+        joined: entry(joined),
+        left: entry(left),
+    }))
+}
+
+/// The hot loop: one `Arc` clone and one non-blocking enqueue per recipient.
+fn fan_out(
+    state: &RoomState,
+    frame: &Arc<OutFrame>,
+    volatile: bool,
+    target: Option<&Target>,
+) -> PublishOutcome {
+    let Some(publication) = frame.publication() else {
+        return PublishOutcome {
+            position: Position::default(),
+            delivered: 0,
+            dropped: 0,
+            overflowed: 0,
+        };
+    };
+    for format in WireFormat::ALL {
+        if state.formats[format.index()] > 0 {
+            if let Err(e) = frame.encode(format) {
+                tracing::error!(error = %e, ?format, "cannot encode publication");
+            }
+        }
+    }
+    let mut outcome = PublishOutcome {
+        position: publication.position(),
+        delivered: 0,
+        dropped: 0,
+        overflowed: 0,
+    };
+    for member in state.members.values() {
+        if !member.wants(&publication.event) || target.is_some_and(|t| !t.matches(&member.session))
+        {
+            continue;
+        }
+        match member
+            .session
+            .push(Outbound::Frame(Arc::clone(frame)), volatile)
+        {
+            Push::Queued => outcome.delivered += 1,
+            Push::Dropped => outcome.dropped += 1,
+            Push::Overflowed => outcome.overflowed += 1,
+            Push::Closed => {}
+        }
+    }
+    outcome
+}

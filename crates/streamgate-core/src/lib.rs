@@ -1,0 +1,33 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+mod auth;
+mod authz;
+mod backplane;
+mod config;
+mod error;
+mod history;
+mod hub;
+mod metrics;
+mod outbound;
+mod presence;
+mod principal;
+mod session;
+mod stream;
+mod transport;
+
+pub use auth::{AuthError, Authenticator, BoxFuture, Credentials, StaticTokens};
+pub use authz::{Action, Authorizer, OpenPolicy};
+pub use backplane::{Backplane, LocalBackplane};
+pub use config::{ConfigError, HubConfig, RoomPolicy};
+pub use error::PublishError;
+pub use history::{HistoryStore, MemoryHistory, Recovery};
+pub use hub::{Hub, HubBuilder, HubStats, Publish, PublishOutcome, Target};
+pub use metrics::{LatencySnapshot, Metrics, MetricsSnapshot};
+pub use outbound::{OutFrame, Outbound};
+pub use presence::{MemoryPresence, PresenceStore};
+pub use principal::{Principal, PrincipalKind};
+pub use session::{SessionHandle, SessionId, SessionQueue};
+pub use stream::StreamHandle;
+pub use streamgate_protocol::WireFormat;
+pub use transport::Transport;

@@ -1,0 +1,306 @@
+use std::{
+    collections::HashSet,
+    fmt,
+    sync::{Arc, OnceLock},
+    time::Instant,
+};
+
+use parking_lot::{Mutex, RwLock};
+use streamgate_protocol::{
+    ClientFrame, Command, Disconnect, ErrorBody, ErrorCode, Pong, Reply, RoomId, ServerFrame,
+    WireFormat,
+};
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+
+use crate::{Credentials, Hub, OutFrame, Outbound, Principal};
+
+/// Identifies a session within one hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub(crate) u64);
+
+impl SessionId {
+    /// The numeric id.
+    #[must_use]
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s{}", self.0)
+    }
+}
+
+/// What happened to one enqueue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Push {
+    Queued,
+    /// Volatile frame dropped on a full queue.
+    Dropped,
+    /// The queue overflowed: the session is now closing with `SLOW_CONSUMER`.
+    Overflowed,
+    /// The session is already closing.
+    Closed,
+}
+
+/// State shared between the hub (fan-out), the session's handle and its queue.
+pub(crate) struct SessionShared {
+    pub(crate) id: SessionId,
+    pub(crate) transport: &'static str,
+    pub(crate) format: WireFormat,
+    pub(crate) principal: RwLock<Arc<Principal>>,
+    pub(crate) rooms: Mutex<HashSet<RoomId>>,
+    tx: mpsc::Sender<Outbound>,
+    closed: CancellationToken,
+    close_reason: OnceLock<Disconnect>,
+    pub(crate) connected_at: Instant,
+}
+
+impl SessionShared {
+    pub(crate) fn new(
+        id: SessionId,
+        transport: &'static str,
+        format: WireFormat,
+        principal: Principal,
+        capacity: usize,
+    ) -> (Arc<Self>, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let shared = Arc::new(Self {
+            id,
+            transport,
+            format,
+            principal: RwLock::new(Arc::new(principal)),
+            rooms: Mutex::new(HashSet::new()),
+            tx,
+            closed: CancellationToken::new(),
+            close_reason: OnceLock::new(),
+            connected_at: Instant::now(),
+        });
+        (shared, rx)
+    }
+
+    pub(crate) fn principal(&self) -> Arc<Principal> {
+        Arc::clone(&self.principal.read())
+    }
+
+    /// Enqueues without ever waiting. A full queue drops a volatile item, and otherwise closes
+    /// the session with `SLOW_CONSUMER`: the client reconnects and resumes from its position.
+    pub(crate) fn push(&self, item: Outbound, volatile: bool) -> Push {
+        if self.closed.is_cancelled() {
+            return Push::Closed;
+        }
+        match self.tx.try_send(item) {
+            Ok(()) => Push::Queued,
+            Err(TrySendError::Full(_)) if volatile => Push::Dropped,
+            Err(TrySendError::Full(_)) => {
+                let first = self.fail(Disconnect::new(
+                    ErrorCode::SlowConsumer,
+                    "the connection did not keep up; reconnect and resume",
+                ));
+                if first {
+                    Push::Overflowed
+                } else {
+                    Push::Closed
+                }
+            }
+            Err(TrySendError::Closed(_)) => Push::Closed,
+        }
+    }
+
+    /// Marks the session as closing for `reason`; `true` if it was not closing yet.
+    pub(crate) fn fail(&self, reason: Disconnect) -> bool {
+        let first = self.close_reason.set(reason).is_ok();
+        self.closed.cancel();
+        first
+    }
+
+    pub(crate) fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+}
+
+/// A transport's handle on one session: it feeds the session's commands to the hub. Dropping
+/// it disconnects the session (leaves its rooms, updates presence).
+pub struct SessionHandle {
+    pub(crate) hub: Hub,
+    pub(crate) shared: Arc<SessionShared>,
+}
+
+impl fmt::Debug for SessionHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionHandle")
+            .field("id", &self.shared.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionHandle {
+    /// The session's id.
+    #[must_use]
+    pub fn id(&self) -> SessionId {
+        self.shared.id
+    }
+
+    /// Who the session is.
+    #[must_use]
+    pub fn principal(&self) -> Arc<Principal> {
+        self.shared.principal()
+    }
+
+    /// Handles one decoded client frame: built-in commands (join, leave, ping, typing, refresh,
+    /// ack) are answered here; the answer (or a typed error carrying the request id) is queued
+    /// to the session in order with its publications.
+    pub async fn handle(&self, frame: ClientFrame) {
+        let hub = &self.hub;
+        hub.metrics().message_in();
+        let id = frame.id;
+        let result = match frame.cmd {
+            Command::Join(join) => hub.join(&self.shared, id, join),
+            Command::Leave(leave) => hub.leave(&self.shared, id, &leave.room),
+            Command::Ping(_) => {
+                self.send(ServerFrame::Pong(Pong { id }));
+                Ok(())
+            }
+            Command::Ack(ack) => hub
+                .require_member(&self.shared, &ack.room)
+                .map(|()| self.reply(id)),
+            Command::TypingStart(t) => hub
+                .typing(&self.shared, &t.room, true)
+                .map(|()| self.reply(id)),
+            Command::TypingStop(t) => hub
+                .typing(&self.shared, &t.room, false)
+                .map(|()| self.reply(id)),
+            Command::Command(cmd) => hub.user_command(&self.shared, &cmd),
+            Command::Refresh(refresh) => self.refresh(refresh.token).await.map(|()| self.reply(id)),
+            Command::Auth(_) => Err(ErrorBody::new(
+                ErrorCode::ProtocolError,
+                "already authenticated",
+            )),
+            _ => Err(ErrorBody::new(
+                ErrorCode::UnknownCommand,
+                "unsupported command",
+            )),
+        };
+        if let Err(error) = result {
+            self.send_error(id, error);
+        }
+    }
+
+    async fn refresh(&self, token: String) -> Result<(), ErrorBody> {
+        let fresh = self
+            .hub
+            .authenticate(&Credentials::bearer(token))
+            .await
+            .map_err(|e| ErrorBody::new(e.code(), e.to_string()))?;
+        let mut current = self.shared.principal.write();
+        if fresh.user != current.user || fresh.tenant != current.tenant {
+            return Err(ErrorBody::new(
+                ErrorCode::AuthFailed,
+                "a refreshed token must be for the same user and tenant",
+            ));
+        }
+        *current = Arc::new(fresh);
+        Ok(())
+    }
+
+    fn reply(&self, id: Option<u64>) {
+        if let Some(id) = id {
+            self.send(ServerFrame::Reply(Reply {
+                id,
+                data: streamgate_protocol::Payload::null(),
+            }));
+        }
+    }
+
+    fn send(&self, frame: ServerFrame) {
+        self.shared
+            .push(Outbound::Frame(OutFrame::new(frame)), false);
+    }
+
+    /// Queues an error answer to request `id` (or a session-level error when `None`). The
+    /// session stays open.
+    pub fn send_error(&self, id: Option<u64>, error: ErrorBody) {
+        self.hub.metrics().error(error.code);
+        self.send(ServerFrame::error(id, error));
+    }
+
+    /// Closes the session for `code`: its queue ends and the transport sends a `disconnect`
+    /// frame with [`SessionQueue::close_reason`].
+    pub fn close(&self, code: ErrorCode, reason: impl Into<String>) {
+        if self.shared.fail(Disconnect::new(code, reason)) {
+            self.hub.metrics().error(code);
+        }
+    }
+}
+
+impl Drop for SessionHandle {
+    fn drop(&mut self) {
+        self.hub.disconnect(&self.shared);
+    }
+}
+
+/// The outbound side of a session, drained by the transport's writer task.
+pub struct SessionQueue {
+    pub(crate) rx: mpsc::Receiver<Outbound>,
+    pub(crate) shared: Arc<SessionShared>,
+}
+
+impl fmt::Debug for SessionQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionQueue")
+            .field("id", &self.shared.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionQueue {
+    /// The next item, or `None` once the session is closing (see [`close_reason`]).
+    ///
+    /// [`close_reason`]: SessionQueue::close_reason
+    pub async fn recv(&mut self) -> Option<Outbound> {
+        tokio::select! {
+            biased;
+            () = self.shared.closed.cancelled() => None,
+            item = self.rx.recv() => item,
+        }
+    }
+
+    /// The next item if one is ready, for coalescing several frames into one flush.
+    pub fn try_recv(&mut self) -> Option<Outbound> {
+        if self.shared.closed.is_cancelled() {
+            return None;
+        }
+        self.rx.try_recv().ok()
+    }
+
+    /// Why the hub closed the session, if it did (`SLOW_CONSUMER`, `SHUTTING_DOWN` …).
+    #[must_use]
+    pub fn close_reason(&self) -> Option<Disconnect> {
+        self.shared.close_reason.get().cloned()
+    }
+
+    /// Resolves when the session starts closing.
+    pub fn closed(&self) -> WaitForCancellationFuture<'_> {
+        self.shared.closed.cancelled()
+    }
+
+    /// The session's wire format.
+    #[must_use]
+    pub fn format(&self) -> WireFormat {
+        self.shared.format
+    }
+
+    /// Items waiting in the queue.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// Whether nothing is waiting.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+}
