@@ -151,6 +151,8 @@ pub struct HubStats {
     pub rooms: usize,
     /// Rooms with a history log.
     pub logged_rooms: usize,
+    /// Frames waiting in all session queues together; bounded by sessions × queue capacity.
+    pub queued: usize,
 }
 
 struct Member {
@@ -299,6 +301,12 @@ impl HubBuilder {
         self
     }
 
+    /// Replaces the configuration.
+    pub fn config(mut self, config: HubConfig) -> Self {
+        self.config = config;
+        self
+    }
+
     /// Validates the configuration and builds the hub. Inside a Tokio runtime this also starts
     /// the sweeper that trims expired history; it stops when the last clone of the hub drops.
     pub fn build(self) -> Result<Hub, ConfigError> {
@@ -391,6 +399,7 @@ impl Hub {
             sessions: self.inner.sessions.len(),
             rooms: self.inner.rooms.len(),
             logged_rooms: self.inner.history.rooms(),
+            queued: self.inner.sessions.iter().map(|s| s.queued()).sum(),
         }
     }
 
@@ -601,7 +610,11 @@ impl Hub {
         let filter = join.events.map(Vec::into_boxed_slice);
         self.with_room(&room, |entry, state| {
             let history = &self.inner.history;
-            let recovery = match join.since {
+            let member = Member {
+                session: Arc::clone(session),
+                filter,
+            };
+            let mut recovery = match join.since {
                 Some(since) => history.recover(&room, &entry.policy, since, join.epoch),
                 None => crate::Recovery {
                     frames: Vec::new(),
@@ -609,6 +622,10 @@ impl Hub {
                     position: history.position(&room),
                 },
             };
+            // The event filter applies to missed publications as it does to live ones.
+            recovery
+                .frames
+                .retain(|f| f.publication().is_some_and(|p| member.wants(&p.event)));
             let joined = Joined {
                 id,
                 room: room.clone(),
@@ -626,10 +643,7 @@ impl Hub {
             if !recovery.frames.is_empty() {
                 session.push(Outbound::Batch(recovery.frames.into()), false);
             }
-            state.insert(Member {
-                session: Arc::clone(session),
-                filter,
-            });
+            state.insert(member);
             if entry.policy.presence {
                 if let Some(user) = &principal.user {
                     if self.inner.presence.add(&room, user) {

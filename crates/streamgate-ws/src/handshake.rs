@@ -1,0 +1,207 @@
+//! The HTTP side: validate the upgrade request, negotiate the subprotocol, upgrade with hyper.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use axum::{
+    Router,
+    body::Body,
+    extract::{ConnectInfo, Request, State},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use hyper_util::rt::TokioIo;
+use streamgate_core::{Credentials, Hub};
+use streamgate_protocol::{ErrorBody, ErrorCode, WireFormat};
+use tokio_tungstenite::{
+    WebSocketStream,
+    tungstenite::{handshake::derive_accept_key, protocol::Role, protocol::WebSocketConfig},
+};
+
+use crate::{WsConfig, connection};
+
+#[derive(Clone)]
+struct WsState {
+    hub: Hub,
+    config: Arc<WsConfig>,
+}
+
+pub(crate) fn router(hub: Hub, config: Arc<WsConfig>) -> Router {
+    Router::new()
+        .route(&config.path.clone(), get(upgrade))
+        .with_state(WsState { hub, config })
+}
+
+fn refuse(status: StatusCode, code: ErrorCode, message: &str) -> Response {
+    let body = serde_json::json!({ "error": ErrorBody::new(code, message) }).to_string();
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    header_str(headers, name)
+        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+}
+
+/// Picks the first offered subprotocol we speak. No offer means JSON; an offer of only
+/// unknown protocols is refused, since the client would reject a response without one.
+fn negotiate(headers: &HeaderMap) -> Result<(WireFormat, bool), Response> {
+    let Some(offered) = header_str(headers, header::SEC_WEBSOCKET_PROTOCOL) else {
+        return Ok((WireFormat::Json, false));
+    };
+    offered
+        .split(',')
+        .find_map(WireFormat::from_subprotocol)
+        .map(|f| (f, true))
+        .ok_or_else(|| {
+            refuse(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::ProtocolError,
+                "unsupported subprotocol: use streamgate.v1.json or streamgate.v1.bincode",
+            )
+        })
+}
+
+fn token_from(request: &Request) -> Option<String> {
+    if let Some(auth) = header_str(request.headers(), header::AUTHORIZATION) {
+        let (scheme, token) = auth.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_owned());
+    }
+    let query = request.uri().query()?;
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == "token").then(|| percent_decode(value))
+    })
+}
+
+/// Decodes `%XX` escapes and `+` in a query value (tokens are usually URL-safe already).
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                if let Some(b) = hex {
+                    out.push(b);
+                    i += 3;
+                    continue;
+                }
+                out.push(b'%');
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn upgrade(State(state): State<WsState>, mut request: Request) -> Response {
+    let headers = request.headers();
+    if !has_token(headers, header::CONNECTION, "upgrade")
+        || !has_token(headers, header::UPGRADE, "websocket")
+    {
+        return refuse(
+            StatusCode::UPGRADE_REQUIRED,
+            ErrorCode::ProtocolError,
+            "a WebSocket upgrade is required",
+        );
+    }
+    if header_str(headers, header::SEC_WEBSOCKET_VERSION) != Some("13") {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::ProtocolError,
+            "Sec-WebSocket-Version must be 13",
+        );
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::ProtocolError,
+            "missing Sec-WebSocket-Key",
+        );
+    };
+    if let (Some(allowed), Some(origin)) = (
+        &state.config.allowed_origins,
+        header_str(headers, header::ORIGIN),
+    ) {
+        if !allowed.iter().any(|a| a == origin) {
+            state.hub.metrics().error(ErrorCode::PermissionDenied);
+            return refuse(
+                StatusCode::FORBIDDEN,
+                ErrorCode::PermissionDenied,
+                "origin not allowed",
+            );
+        }
+    }
+    let (format, echo_protocol) = match negotiate(headers) {
+        Ok(negotiated) => negotiated,
+        Err(response) => return response,
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let credentials = Credentials {
+        token: token_from(&request),
+        remote_addr: request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0),
+    };
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    let config = Arc::clone(&state.config);
+    let hub = state.hub;
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(e) => {
+                tracing::debug!(error = %e, "websocket upgrade failed");
+                return;
+            }
+        };
+        let ws_config = WebSocketConfig::default()
+            .max_message_size(Some(config.max_frame_size))
+            .max_frame_size(Some(config.max_frame_size));
+        let socket =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config))
+                .await;
+        connection::run(socket, hub, config, credentials, format).await;
+    });
+
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = response.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(accept) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    if echo_protocol {
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(format.subprotocol()),
+        );
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn query_values_are_decoded() {
+        assert_eq!(percent_decode("abc"), "abc");
+        assert_eq!(percent_decode("a%2Eb%3d"), "a.b=");
+        assert_eq!(percent_decode("a+b"), "a b");
+        assert_eq!(percent_decode("bad%zz%"), "bad%zz%");
+        assert_eq!(percent_decode("%4"), "%4");
+    }
+}

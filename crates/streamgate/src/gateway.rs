@@ -1,0 +1,218 @@
+use std::time::Duration;
+
+use serde::Serialize;
+use streamgate_core::{
+    Authenticator, Authorizer, Backplane, ConfigError, HistoryStore, Hub, HubBuilder, HubConfig,
+    PresenceStore, Publish, PublishError, PublishOutcome, RoomPolicy, StreamHandle, Transport,
+};
+use streamgate_protocol::RoomId;
+
+/// The gateway could not be built: the error names the setting.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// Invalid hub settings (queues, room kinds, history).
+    #[error(transparent)]
+    Hub(#[from] ConfigError),
+    /// Invalid WebSocket settings.
+    #[cfg(feature = "ws")]
+    #[error(transparent)]
+    WebSocket(#[from] streamgate_ws::WsConfigError),
+}
+
+/// A running gateway: the [`Hub`] plus the enabled transports. Cloning is cheap.
+///
+/// ```
+/// use streamgate::{Gateway, StaticTokens, Principal};
+///
+/// let gateway = Gateway::builder()
+///     .authenticator(StaticTokens::new().with_token("t", Principal::user("u1")))
+///     .build()?;
+/// let app: axum::Router = gateway.router();
+/// # Ok::<(), streamgate::BuildError>(())
+/// ```
+#[derive(Clone)]
+pub struct Gateway {
+    hub: Hub,
+    transports: std::sync::Arc<Vec<Box<dyn Transport>>>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<_> = self.transports.iter().map(|t| t.name()).collect();
+        f.debug_struct("Gateway")
+            .field("hub", &self.hub)
+            .field("transports", &names)
+            .finish()
+    }
+}
+
+/// Configures a [`Gateway`]. Every setting has a working default except credentials: without
+/// an authenticator, nobody can connect.
+#[must_use]
+pub struct GatewayBuilder {
+    config: HubConfig,
+    hub: HubBuilder,
+    #[cfg(feature = "ws")]
+    ws: Option<streamgate_ws::WsConfig>,
+}
+
+impl Gateway {
+    /// Starts configuring a gateway.
+    pub fn builder() -> GatewayBuilder {
+        GatewayBuilder {
+            config: HubConfig::default(),
+            hub: Hub::builder(HubConfig::default()),
+            #[cfg(feature = "ws")]
+            ws: Some(streamgate_ws::WsConfig::default()),
+        }
+    }
+
+    /// One router with the routes of every enabled transport, to merge into your app.
+    #[must_use]
+    pub fn router(&self) -> axum::Router {
+        self.transports
+            .iter()
+            .fold(axum::Router::new(), |router, t| {
+                router.merge(t.router(self.hub.clone()))
+            })
+    }
+
+    /// Opens a stream in `room`; see [`StreamHandle`].
+    ///
+    /// ```
+    /// # let gateway = streamgate::Gateway::builder().build()?;
+    /// let stream = gateway.stream("execution:42".parse()?);
+    /// stream.token("Hi")?;
+    /// stream.complete(())?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn stream(&self, room: RoomId) -> StreamHandle {
+        self.hub.stream(room)
+    }
+
+    /// Publishes `data` (serialized to JSON) as `event` into `room`.
+    ///
+    /// ```
+    /// # let gateway = streamgate::Gateway::builder().build()?;
+    /// let room = "conversation:7".parse()?;
+    /// let outcome = gateway.publish(&room, "message.created", serde_json::json!({"text": "hi"}))?;
+    /// assert_eq!(outcome.position.offset, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn publish(
+        &self,
+        room: &RoomId,
+        event: &str,
+        data: impl Serialize,
+    ) -> Result<PublishOutcome, PublishError> {
+        self.hub.publish(room, Publish::json(event, &data)?)
+    }
+
+    /// Publishes with full control over options (priority, ack, volatile, targeting).
+    pub fn publish_with(
+        &self,
+        room: &RoomId,
+        publish: Publish,
+    ) -> Result<PublishOutcome, PublishError> {
+        self.hub.publish(room, publish)
+    }
+
+    /// The hub, for metrics, stats and advanced use.
+    #[must_use]
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// Tells every client to reconnect elsewhere (`SHUTTING_DOWN`, recoverable) and refuses new
+    /// publications.
+    pub fn shutdown(&self) {
+        self.hub.shutdown();
+    }
+}
+
+impl GatewayBuilder {
+    /// Sets how connections are authenticated.
+    pub fn authenticator(mut self, authenticator: impl Authenticator) -> Self {
+        self.hub = self.hub.authenticator(authenticator);
+        self
+    }
+
+    /// Sets the authorization policy.
+    pub fn authorizer(mut self, authorizer: impl Authorizer) -> Self {
+        self.hub = self.hub.authorizer(authorizer);
+        self
+    }
+
+    /// Sets the history store.
+    pub fn history(mut self, history: impl HistoryStore) -> Self {
+        self.hub = self.hub.history(history);
+        self
+    }
+
+    /// Sets the presence store.
+    pub fn presence(mut self, presence: impl PresenceStore) -> Self {
+        self.hub = self.hub.presence(presence);
+        self
+    }
+
+    /// Sets the backplane.
+    pub fn backplane(mut self, backplane: impl Backplane) -> Self {
+        self.hub = self.hub.backplane(backplane);
+        self
+    }
+
+    /// Sets the policy of a room kind (history size and retention, presence).
+    pub fn room_kind(mut self, kind: impl Into<String>, policy: RoomPolicy) -> Self {
+        self.config = self.config.room_kind(kind, policy);
+        self
+    }
+
+    /// Sets the policy of room kinds without their own.
+    pub fn default_room_policy(mut self, policy: RoomPolicy) -> Self {
+        self.config.default_policy = policy;
+        self
+    }
+
+    /// Sets each session's outbound queue capacity (frames).
+    pub fn queue_capacity(mut self, frames: usize) -> Self {
+        self.config = self.config.queue_capacity(frames);
+        self
+    }
+
+    /// Sets how often expired history is swept.
+    pub fn sweep_interval(mut self, every: Duration) -> Self {
+        self.config.sweep_interval = every;
+        self
+    }
+
+    /// Configures the WebSocket transport.
+    #[cfg(feature = "ws")]
+    pub fn websocket(mut self, config: streamgate_ws::WsConfig) -> Self {
+        self.ws = Some(config);
+        self
+    }
+
+    /// Turns the WebSocket transport off.
+    #[cfg(feature = "ws")]
+    pub fn without_websocket(mut self) -> Self {
+        self.ws = None;
+        self
+    }
+
+    /// Validates every setting and builds the gateway.
+    pub fn build(self) -> Result<Gateway, BuildError> {
+        let hub = self.hub.config(self.config).build()?;
+        #[allow(unused_mut)] // Only pushed to when a transport feature is on.
+        let mut transports: Vec<Box<dyn Transport>> = Vec::new();
+        #[cfg(feature = "ws")]
+        if let Some(ws) = self.ws {
+            transports.push(Box::new(streamgate_ws::WebSocketTransport::new(ws)?));
+        }
+        Ok(Gateway {
+            hub,
+            transports: std::sync::Arc::new(transports),
+        })
+    }
+}

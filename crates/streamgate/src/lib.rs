@@ -1,0 +1,20 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+mod gateway;
+
+pub use gateway::{BuildError, Gateway, GatewayBuilder};
+pub use streamgate_core::{
+    Action, AuthError, Authenticator, Authorizer, Backplane, BoxFuture, Credentials, HistoryStore,
+    Hub, HubConfig, LocalBackplane, MemoryHistory, MemoryPresence, Metrics, MetricsSnapshot,
+    OpenPolicy, PresenceStore, Principal, PrincipalKind, Publish, PublishError, PublishOutcome,
+    RoomPolicy, StaticTokens, StreamHandle, Target, Transport,
+};
+pub use streamgate_protocol::{ErrorCode, Payload, Position, Priority, RoomId, RoomIdError};
+#[cfg(feature = "ws")]
+pub use streamgate_ws::WsConfig;
+
+/// The wire protocol: frames, codecs and stream update types, for clients and tools.
+pub mod protocol {
+    pub use streamgate_protocol::*;
+}
