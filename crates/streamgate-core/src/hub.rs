@@ -644,12 +644,11 @@ impl Hub {
                 session.push(Outbound::Batch(recovery.frames.into()), false);
             }
             state.insert(member);
-            if entry.policy.presence {
-                if let Some(user) = &principal.user {
-                    if self.inner.presence.add(&room, user) {
-                        state.broadcast_volatile(&presence_frame(&room, Some(user), None));
-                    }
-                }
+            if entry.policy.presence
+                && let Some(user) = &principal.user
+                && self.inner.presence.add(&room, user)
+            {
+                state.broadcast_volatile(&presence_frame(&room, Some(user), None));
             }
         });
         session.rooms.lock().insert(room);
@@ -684,10 +683,10 @@ impl Hub {
         if !state.remove(session.id) || !room.policy.presence {
             return;
         }
-        if let Some(user) = &session.principal().user {
-            if self.inner.presence.remove(room_id, user) {
-                state.broadcast_volatile(&presence_frame(room_id, None, Some(user)));
-            }
+        if let Some(user) = &session.principal().user
+            && self.inner.presence.remove(room_id, user)
+        {
+            state.broadcast_volatile(&presence_frame(room_id, None, Some(user)));
         }
     }
 
@@ -832,10 +831,10 @@ fn fan_out(
         };
     };
     for format in WireFormat::ALL {
-        if state.formats[format.index()] > 0 {
-            if let Err(e) = frame.encode(format) {
-                tracing::error!(error = %e, ?format, "cannot encode publication");
-            }
+        if state.formats[format.index()] > 0
+            && let Err(e) = frame.encode(format)
+        {
+            tracing::error!(error = %e, ?format, "cannot encode publication");
         }
     }
     let mut outcome = PublishOutcome {

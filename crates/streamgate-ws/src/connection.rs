@@ -186,7 +186,7 @@ async fn read_loop(
                 session.close(ErrorCode::IdleTimeout, "no traffic within the idle timeout");
                 return;
             }
-            Ok(None) => return,
+            Ok(None | Some(Ok(Message::Close(_)))) => return,
             Ok(Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size })))) => {
                 session.close(
                     ErrorCode::FrameTooLarge,
@@ -198,7 +198,6 @@ async fn read_loop(
                 tracing::debug!(error = %e, "websocket read failed");
                 return;
             }
-            Ok(Some(Ok(Message::Close(_)))) => return,
             Ok(Some(Ok(message))) => message,
         };
         match decode(&message, format, config.max_frame_size) {

@@ -37,7 +37,7 @@ fn refuse(status: StatusCode, code: ErrorCode, message: &str) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -48,21 +48,14 @@ fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool
 
 /// Picks the first offered subprotocol we speak. No offer means JSON; an offer of only
 /// unknown protocols is refused, since the client would reject a response without one.
-fn negotiate(headers: &HeaderMap) -> Result<(WireFormat, bool), Response> {
+fn negotiate(headers: &HeaderMap) -> Option<(WireFormat, bool)> {
     let Some(offered) = header_str(headers, header::SEC_WEBSOCKET_PROTOCOL) else {
-        return Ok((WireFormat::Json, false));
+        return Some((WireFormat::Json, false));
     };
     offered
         .split(',')
         .find_map(WireFormat::from_subprotocol)
         .map(|f| (f, true))
-        .ok_or_else(|| {
-            refuse(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::ProtocolError,
-                "unsupported subprotocol: use streamgate.v1.json or streamgate.v1.bincode",
-            )
-        })
 }
 
 fn token_from(request: &Request) -> Option<String> {
@@ -133,19 +126,21 @@ async fn upgrade(State(state): State<WsState>, mut request: Request) -> Response
     if let (Some(allowed), Some(origin)) = (
         &state.config.allowed_origins,
         header_str(headers, header::ORIGIN),
-    ) {
-        if !allowed.iter().any(|a| a == origin) {
-            state.hub.metrics().error(ErrorCode::PermissionDenied);
-            return refuse(
-                StatusCode::FORBIDDEN,
-                ErrorCode::PermissionDenied,
-                "origin not allowed",
-            );
-        }
+    ) && !allowed.iter().any(|a| a == origin)
+    {
+        state.hub.metrics().error(ErrorCode::PermissionDenied);
+        return refuse(
+            StatusCode::FORBIDDEN,
+            ErrorCode::PermissionDenied,
+            "origin not allowed",
+        );
     }
-    let (format, echo_protocol) = match negotiate(headers) {
-        Ok(negotiated) => negotiated,
-        Err(response) => return response,
+    let Some((format, echo_protocol)) = negotiate(headers) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::ProtocolError,
+            "unsupported subprotocol: use streamgate.v1.json or streamgate.v1.bincode",
+        );
     };
     let accept = derive_accept_key(key.as_bytes());
     let credentials = Credentials {

@@ -69,7 +69,6 @@ impl Gateway {
     }
 
     /// One router with the routes of every enabled transport, to merge into your app.
-    #[must_use]
     pub fn router(&self) -> axum::Router {
         self.transports
             .iter()
