@@ -436,7 +436,7 @@ impl Hub {
     ) -> (SessionHandle, SessionQueue) {
         let id = SessionId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
         let user = principal.user.clone();
-        let (shared, rx) = SessionShared::new(
+        let shared = SessionShared::new(
             id,
             transport,
             format,
@@ -467,7 +467,7 @@ impl Hub {
                 hub: self.clone(),
                 shared: Arc::clone(&shared),
             },
-            SessionQueue { rx, shared },
+            SessionQueue { shared },
         )
     }
 

@@ -12,6 +12,7 @@ mod metrics;
 mod outbound;
 mod presence;
 mod principal;
+mod queue;
 mod session;
 mod stream;
 mod transport;

@@ -10,10 +10,9 @@ use streamgate_protocol::{
     ClientFrame, Command, Disconnect, ErrorBody, ErrorCode, Pong, Reply, RoomId, ServerFrame,
     WireFormat,
 };
-use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
-use crate::{Credentials, Hub, OutFrame, Outbound, Principal};
+use crate::{Credentials, Hub, OutFrame, Outbound, Principal, queue::Queue};
 
 /// Identifies a session within one hub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -52,7 +51,7 @@ pub(crate) struct SessionShared {
     pub(crate) format: WireFormat,
     pub(crate) principal: RwLock<Arc<Principal>>,
     pub(crate) rooms: Mutex<HashSet<RoomId>>,
-    tx: mpsc::Sender<Outbound>,
+    pub(crate) queue: Queue,
     closed: CancellationToken,
     close_reason: OnceLock<Disconnect>,
     pub(crate) connected_at: Instant,
@@ -65,20 +64,19 @@ impl SessionShared {
         format: WireFormat,
         principal: Principal,
         capacity: usize,
-    ) -> (Arc<Self>, mpsc::Receiver<Outbound>) {
-        let (tx, rx) = mpsc::channel(capacity);
+    ) -> Arc<Self> {
         let shared = Arc::new(Self {
             id,
             transport,
             format,
             principal: RwLock::new(Arc::new(principal)),
             rooms: Mutex::new(HashSet::new()),
-            tx,
+            queue: Queue::new(capacity),
             closed: CancellationToken::new(),
             close_reason: OnceLock::new(),
             connected_at: Instant::now(),
         });
-        (shared, rx)
+        shared
     }
 
     pub(crate) fn principal(&self) -> Arc<Principal> {
@@ -91,10 +89,10 @@ impl SessionShared {
         if self.closed.is_cancelled() {
             return Push::Closed;
         }
-        match self.tx.try_send(item) {
+        match self.queue.push(item) {
             Ok(()) => Push::Queued,
-            Err(TrySendError::Full(_)) if volatile => Push::Dropped,
-            Err(TrySendError::Full(_)) => {
+            Err(_) if volatile => Push::Dropped,
+            Err(_) => {
                 let first = self.fail(Disconnect::new(
                     ErrorCode::SlowConsumer,
                     "the connection did not keep up; reconnect and resume",
@@ -105,7 +103,6 @@ impl SessionShared {
                     Push::Closed
                 }
             }
-            Err(TrySendError::Closed(_)) => Push::Closed,
         }
     }
 
@@ -117,7 +114,7 @@ impl SessionShared {
     }
 
     pub(crate) fn queued(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity()
+        self.queue.len()
     }
 }
 
@@ -243,7 +240,6 @@ impl Drop for SessionHandle {
 
 /// The outbound side of a session, drained by the transport's writer task.
 pub struct SessionQueue {
-    pub(crate) rx: mpsc::Receiver<Outbound>,
     pub(crate) shared: Arc<SessionShared>,
 }
 
@@ -263,7 +259,7 @@ impl SessionQueue {
         tokio::select! {
             biased;
             () = self.shared.closed.cancelled() => None,
-            item = self.rx.recv() => item,
+            item = self.shared.queue.pop() => Some(item),
         }
     }
 
@@ -272,7 +268,7 @@ impl SessionQueue {
         if self.shared.closed.is_cancelled() {
             return None;
         }
-        self.rx.try_recv().ok()
+        self.shared.queue.try_pop()
     }
 
     /// Why the hub closed the session, if it did (`SLOW_CONSUMER`, `SHUTTING_DOWN` …).
@@ -295,12 +291,12 @@ impl SessionQueue {
     /// Items waiting in the queue.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.rx.len()
+        self.shared.queue.len()
     }
 
     /// Whether nothing is waiting.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.rx.is_empty()
+        self.shared.queue.len() == 0
     }
 }
