@@ -30,8 +30,15 @@ pub struct TestServer {
 impl TestServer {
     /// Serves `gateway.router()` on a free loopback port.
     pub async fn start(gateway: Gateway) -> Result<Self> {
+        use axum::serve::ListenerExt as _;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        // Real-time traffic: no Nagle delay on small frames.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                eprintln!("set_nodelay: {e}");
+            }
+        });
         let app = gateway
             .router()
             .into_make_service_with_connect_info::<SocketAddr>();
@@ -122,7 +129,7 @@ impl Client {
                 HeaderValue::from_str(&format!("Bearer {token}"))?,
             );
         }
-        let (ws, response) = tokio_tungstenite::connect_async(request).await?;
+        let (ws, response) = tokio_tungstenite::connect_async_with_config(request, None, true).await?;
         let negotiated = response
             .headers()
             .get("Sec-WebSocket-Protocol")
