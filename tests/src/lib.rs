@@ -129,7 +129,8 @@ impl Client {
                 HeaderValue::from_str(&format!("Bearer {token}"))?,
             );
         }
-        let (ws, response) = tokio_tungstenite::connect_async_with_config(request, None, true).await?;
+        let (ws, response) =
+            tokio_tungstenite::connect_async_with_config(request, None, true).await?;
         let negotiated = response
             .headers()
             .get("Sec-WebSocket-Protocol")
