@@ -240,27 +240,32 @@ async fn bad_frames_get_typed_errors_and_do_not_disturb_others() -> Result<()> {
 
     let mut c = Client::connect(&server.ws_url(), "alice", WireFormat::Json).await?;
     let cases = [
-        ("{not json", ErrorCode::ProtocolError),
-        ("[1,2,3]", ErrorCode::ProtocolError),
+        ("{not json", ErrorCode::ProtocolError, None),
+        ("[1,2,3]", ErrorCode::ProtocolError, None),
         (
             r#"{"type":"launch_missiles","id":9}"#,
             ErrorCode::UnknownCommand,
+            Some(9),
         ),
         (
             r#"{"type":"join","id":3,"room":"Bad Room"}"#,
             ErrorCode::ValidationFailed,
+            Some(3),
         ),
         (
             r#"{"type":"leave","id":4,"room":"org:acme"}"#,
             ErrorCode::NotJoined,
+            Some(4),
         ),
     ];
-    for (text, code) in cases {
+    for (text, code, id) in cases {
         c.send_text(text).await?;
         match c.recv().await? {
             ServerFrame::Error(e)
-                if e.error.code == code && e.error.recoverable == code.recoverable() => {}
-            other => bail!("{text}: expected {code}, got {other:?}"),
+                if e.error.code == code
+                    && e.error.recoverable == code.recoverable()
+                    && e.id == id => {}
+            other => bail!("{text}: expected {code} for {id:?}, got {other:?}"),
         }
     }
     // Still usable.
@@ -424,6 +429,18 @@ async fn event_filters_and_aborted_streams() -> Result<()> {
         p.event == StreamUpdate::COMPLETE && p.offset == STREAM_LEN,
         "{p:?}"
     );
+
+    // The filter applies to a replay too.
+    let mut late = Client::connect(&server.ws_url(), "carol", WireFormat::Json).await?;
+    let joined = late
+        .join_with(
+            streamgate_protocol::Join::new(run.clone())
+                .since(0, None)
+                .events([StreamUpdate::COMPLETE]),
+        )
+        .await?;
+    ensure!(joined.recovered && joined.missed == 1, "{joined:?}");
+    ensure!(late.publication().await?.event == StreamUpdate::COMPLETE);
 
     // A producer that goes away mid-stream: viewers learn it from a terminal error.
     let aborted = room("execution:aborted");

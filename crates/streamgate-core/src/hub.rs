@@ -147,7 +147,8 @@ pub struct PublishOutcome {
 pub struct HubStats {
     /// Open sessions.
     pub sessions: usize,
-    /// Rooms with at least one member (or a publish in flight).
+    /// Rooms known to the hub: those with members, plus memberless ones that were published
+    /// to since the last sweep.
     pub rooms: usize,
     /// Rooms with a history log.
     pub logged_rooms: usize,
@@ -178,11 +179,14 @@ struct RoomState {
 }
 
 impl RoomState {
-    fn insert(&mut self, member: Member) {
+    /// Adds or replaces a membership; `true` when the session was not a member yet.
+    fn insert(&mut self, member: Member) -> bool {
         let format = member.session.format;
-        if self.members.insert(member.session.id, member).is_none() {
+        let new = self.members.insert(member.session.id, member).is_none();
+        if new {
             self.formats[format.index()] += 1;
         }
+        new
     }
 
     fn remove(&mut self, id: SessionId) -> bool {
@@ -643,8 +647,10 @@ impl Hub {
             if !recovery.frames.is_empty() {
                 session.push(Outbound::Batch(recovery.frames.into()), false);
             }
-            state.insert(member);
-            if entry.policy.presence
+            // A repeated join replaces the filter but is not a second presence.
+            let new_member = state.insert(member);
+            if new_member
+                && entry.policy.presence
                 && let Some(user) = &principal.user
                 && self.inner.presence.add(&room, user)
             {

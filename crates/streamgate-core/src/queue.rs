@@ -22,7 +22,7 @@ pub(crate) struct Queue {
     notify: Notify,
 }
 
-/// The queue is at capacity; the item is handed back.
+/// The queue is at capacity; the item was not queued.
 pub(crate) struct Full;
 
 impl Queue {

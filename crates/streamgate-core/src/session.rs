@@ -65,7 +65,7 @@ impl SessionShared {
         principal: Principal,
         capacity: usize,
     ) -> Arc<Self> {
-        let shared = Arc::new(Self {
+        Arc::new(Self {
             id,
             transport,
             format,
@@ -75,8 +75,7 @@ impl SessionShared {
             closed: CancellationToken::new(),
             close_reason: OnceLock::new(),
             connected_at: Instant::now(),
-        });
-        shared
+        })
     }
 
     pub(crate) fn principal(&self) -> Arc<Principal> {

@@ -124,8 +124,9 @@ impl StreamHandle {
         }))
     }
 
-    /// Resolves when a client (with the right to) stops the stream, or
-    /// [`Hub::cancel_stream`] is called. The producer should then stop and end the stream.
+    /// Resolves when [`Hub::cancel_stream`] is called for the stream's room (a client's Stop
+    /// command will call it once commands have handlers). The producer should then stop and end
+    /// the stream.
     pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
         self.cancel.cancelled()
     }

@@ -64,6 +64,9 @@ pub trait Codec: Send + Sync {
     fn encode_server(&self, frame: &ServerFrame) -> Result<Bytes, EncodeError>;
     /// Decodes a server frame (without the size check: see [`WireFormat`]).
     fn decode_server(&self, bytes: &[u8]) -> Result<ServerFrame, DecodeError>;
+    /// The request id of a client frame that failed to decode, if it can still be read, so the
+    /// error can answer the request.
+    fn request_id(&self, bytes: &[u8]) -> Option<u64>;
 }
 
 /// JSON frames: one object per frame, with the frame's kind in `type` and its fields beside it,
@@ -158,6 +161,20 @@ impl WireFormat {
             .validate()
             .map_err(|e| DecodeError::Invalid(e.to_string()))?;
         Ok(frame)
+    }
+
+    /// Best effort: the request id of a client frame that failed to decode.
+    ///
+    /// ```
+    /// use streamgate_protocol::WireFormat;
+    ///
+    /// let bad = br#"{"type":"join","id":7,"room":"not a room"}"#;
+    /// assert!(WireFormat::Json.decode_client(bad, 1024).is_err());
+    /// assert_eq!(WireFormat::Json.request_id(bad), Some(7));
+    /// ```
+    #[must_use]
+    pub fn request_id(self, bytes: &[u8]) -> Option<u64> {
+        self.codec().request_id(bytes)
     }
 
     /// Decodes a server frame of at most `max_size` bytes.
@@ -280,6 +297,14 @@ impl Codec for JsonCodec {
         let (_, value) = unflatten_tag(bytes, ServerFrame::NAMES, false)?;
         from_json_value(value)
     }
+
+    fn request_id(&self, bytes: &[u8]) -> Option<u64> {
+        #[derive(serde::Deserialize)]
+        struct IdOnly {
+            id: Option<u64>,
+        }
+        serde_json::from_slice::<IdOnly>(bytes).ok()?.id
+    }
 }
 
 // ---- bincode ---------------------------------------------------------------------------------
@@ -337,5 +362,12 @@ impl Codec for BincodeCodec {
 
     fn decode_server(&self, bytes: &[u8]) -> Result<ServerFrame, DecodeError> {
         bincode_decode(bytes)
+    }
+
+    fn request_id(&self, bytes: &[u8]) -> Option<u64> {
+        // The id is the frame's first field.
+        bincode::serde::decode_from_slice::<Option<u64>, _>(bytes, bincode_config())
+            .ok()?
+            .0
     }
 }

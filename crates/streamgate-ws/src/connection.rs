@@ -150,6 +150,14 @@ async fn authenticate(
     }
 }
 
+fn data_bytes(message: &Message) -> Option<&[u8]> {
+    match message {
+        Message::Text(text) => Some(text.as_bytes()),
+        Message::Binary(bytes) => Some(bytes),
+        _ => None,
+    }
+}
+
 /// Decodes a data message; `None` for control messages (ping, pong, close).
 fn decode(
     message: &Message,
@@ -207,7 +215,10 @@ async fn read_loop(
                 session.close(ErrorCode::FrameTooLarge, e.to_string());
                 return;
             }
-            Some(Err(e)) => session.send_error(None, ErrorBody::new(e.code(), e.to_string())),
+            Some(Err(e)) => {
+                let id = data_bytes(&message).and_then(|b| format.request_id(b));
+                session.send_error(id, ErrorBody::new(e.code(), e.to_string()));
+            }
         }
     }
 }
