@@ -21,7 +21,7 @@ use crate::{
     Action, AuthError, Authenticator, Authorizer, Backplane, ConfigError, Credentials,
     HistoryStore, HubConfig, LocalBackplane, MemoryHistory, MemoryPresence, Metrics, OpenPolicy,
     OutFrame, Outbound, PresenceStore, Principal, PublishError, RoomPolicy, SessionHandle,
-    SessionId, SessionQueue, StaticTokens, StreamHandle,
+    SessionId, SessionOptions, SessionQueue, StaticTokens, StreamHandle,
     session::{Push, SessionShared},
 };
 
@@ -420,33 +420,38 @@ impl Hub {
 
     /// Registers an authenticated session and queues its `connected` frame. The transport
     /// drives the returned handle (inbound) and queue (outbound).
+    ///
+    /// ```
+    /// use streamgate_core::{Hub, HubConfig, Principal, WireFormat};
+    ///
+    /// let hub = Hub::builder(HubConfig::default()).build()?;
+    /// let (session, queue) = hub.connect(Principal::user("u1"), "example", WireFormat::Json);
+    /// assert_eq!(queue.len(), 1); // the `connected` frame
+    /// assert_eq!(hub.stats().sessions, 1);
+    /// drop(session);
+    /// assert_eq!(hub.stats().sessions, 0);
+    /// # Ok::<(), streamgate_core::ConfigError>(())
+    /// ```
     pub fn connect(
         &self,
         principal: Principal,
         transport: &'static str,
         format: WireFormat,
     ) -> (SessionHandle, SessionQueue) {
-        self.connect_with_ping(principal, transport, format, 0)
+        self.open(principal, SessionOptions::new(transport, format))
     }
 
-    /// Like [`Hub::connect`], with the heartbeat interval the transport uses announced in the
-    /// `connected` frame.
-    pub fn connect_with_ping(
+    /// Like [`Hub::connect`], with everything a transport knows about the connection.
+    pub fn open(
         &self,
         principal: Principal,
-        transport: &'static str,
-        format: WireFormat,
-        ping_interval_ms: u64,
+        options: SessionOptions,
     ) -> (SessionHandle, SessionQueue) {
         let id = SessionId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
         let user = principal.user.clone();
-        let shared = SessionShared::new(
-            id,
-            transport,
-            format,
-            principal,
-            self.inner.config.queue_capacity,
-        );
+        let ping_interval_ms = options.ping_interval_ms;
+        let transport = options.transport;
+        let shared = SessionShared::new(id, options, principal, self.inner.config.queue_capacity);
         self.inner.sessions.insert(id, Arc::clone(&shared));
         self.inner.metrics.connection_opened(transport);
         if self.inner.shutdown.is_cancelled() {

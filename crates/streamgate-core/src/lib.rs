@@ -28,7 +28,7 @@ pub use metrics::{LatencySnapshot, Metrics, MetricsSnapshot};
 pub use outbound::{OutFrame, Outbound};
 pub use presence::{MemoryPresence, PresenceStore};
 pub use principal::{Principal, PrincipalKind};
-pub use session::{SessionHandle, SessionId, SessionQueue};
+pub use session::{InvalidSessionId, SessionHandle, SessionId, SessionOptions, SessionQueue};
 pub use stream::StreamHandle;
 pub use streamgate_protocol::WireFormat;
 pub use transport::Transport;

@@ -26,6 +26,83 @@ impl SessionId {
     }
 }
 
+impl std::str::FromStr for SessionId {
+    type Err = InvalidSessionId;
+
+    /// Parses the `Display` form, `s42`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.strip_prefix('s')
+            .and_then(|n| n.parse().ok())
+            .map(SessionId)
+            .ok_or(InvalidSessionId)
+    }
+}
+
+/// A string that is not a session id (`s` followed by digits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a session id")]
+pub struct InvalidSessionId;
+
+/// What a transport knows about a new connection, for [`Hub::open`].
+///
+/// ```
+/// use streamgate_core::{SessionOptions, WireFormat};
+///
+/// let options = SessionOptions::new("socketio", WireFormat::Json)
+///     .ping_interval_ms(25_000)
+///     .device_id("d-1")
+///     .client_version("web/4.8");
+/// assert_eq!(options.device_id.as_deref(), Some("d-1"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionOptions {
+    /// Transport name (`ws`, `sse`, `socketio`), for metrics and logs.
+    pub transport: &'static str,
+    /// Wire format of the session's frames.
+    pub format: WireFormat,
+    /// Heartbeat interval announced in the `connected` frame (0: none).
+    pub ping_interval_ms: u64,
+    /// Client-supplied device id, kept on the session.
+    pub device_id: Option<String>,
+    /// Client-supplied client version, kept on the session.
+    pub client_version: Option<String>,
+}
+
+impl SessionOptions {
+    /// Options with only the transport and format set.
+    #[must_use]
+    pub fn new(transport: &'static str, format: WireFormat) -> Self {
+        Self {
+            transport,
+            format,
+            ping_interval_ms: 0,
+            device_id: None,
+            client_version: None,
+        }
+    }
+
+    /// Sets the announced heartbeat interval.
+    #[must_use]
+    pub fn ping_interval_ms(mut self, ms: u64) -> Self {
+        self.ping_interval_ms = ms;
+        self
+    }
+
+    /// Sets the device id.
+    #[must_use]
+    pub fn device_id(mut self, id: impl Into<String>) -> Self {
+        self.device_id = Some(id.into());
+        self
+    }
+
+    /// Sets the client version.
+    #[must_use]
+    pub fn client_version(mut self, version: impl Into<String>) -> Self {
+        self.client_version = Some(version.into());
+        self
+    }
+}
+
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "s{}", self.0)
@@ -49,6 +126,8 @@ pub(crate) struct SessionShared {
     pub(crate) id: SessionId,
     pub(crate) transport: &'static str,
     pub(crate) format: WireFormat,
+    device_id: Option<String>,
+    client_version: Option<String>,
     pub(crate) principal: RwLock<Arc<Principal>>,
     pub(crate) rooms: Mutex<HashSet<RoomId>>,
     pub(crate) queue: Queue,
@@ -60,15 +139,16 @@ pub(crate) struct SessionShared {
 impl SessionShared {
     pub(crate) fn new(
         id: SessionId,
-        transport: &'static str,
-        format: WireFormat,
+        options: SessionOptions,
         principal: Principal,
         capacity: usize,
     ) -> Arc<Self> {
         Arc::new(Self {
             id,
-            transport,
-            format,
+            transport: options.transport,
+            format: options.format,
+            device_id: options.device_id,
+            client_version: options.client_version,
             principal: RwLock::new(Arc::new(principal)),
             rooms: Mutex::new(HashSet::new()),
             queue: Queue::new(capacity),
@@ -137,6 +217,18 @@ impl SessionHandle {
     #[must_use]
     pub fn id(&self) -> SessionId {
         self.shared.id
+    }
+
+    /// The device id the client gave at the handshake.
+    #[must_use]
+    pub fn device_id(&self) -> Option<&str> {
+        self.shared.device_id.as_deref()
+    }
+
+    /// The client version the client gave at the handshake.
+    #[must_use]
+    pub fn client_version(&self) -> Option<&str> {
+        self.shared.client_version.as_deref()
     }
 
     /// Who the session is.

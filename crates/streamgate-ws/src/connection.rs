@@ -6,7 +6,9 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt, stream::SplitSink};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use streamgate_core::{Credentials, Hub, Outbound, Principal, SessionHandle, SessionQueue};
+use streamgate_core::{
+    Credentials, Hub, Outbound, Principal, SessionHandle, SessionOptions, SessionQueue,
+};
 use streamgate_protocol::{
     ClientFrame, Command, DecodeError, Disconnect, ErrorBody, ErrorCode, ServerFrame, WireFormat,
 };
@@ -65,7 +67,10 @@ pub(crate) async fn run(
         transport = "ws",
     );
     let ping_ms = u64::try_from(config.ping_interval.as_millis()).unwrap_or(u64::MAX);
-    let (session, queue) = hub.connect_with_ping(principal, "ws", format, ping_ms);
+    let (session, queue) = hub.open(
+        principal,
+        SessionOptions::new("ws", format).ping_interval_ms(ping_ms),
+    );
     span.record("session.id", tracing::field::display(session.id()));
     async move {
         let mut writer = tokio::spawn(write_loop(sink, queue, hub.clone(), Arc::clone(&config)));
