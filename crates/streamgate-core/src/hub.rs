@@ -775,6 +775,32 @@ impl Hub {
         tracing::debug!(session.id = %session.id, lived_ms = session.connected_at.elapsed().as_millis() as u64, "session disconnected");
     }
 
+    /// Closes every session of `user` with `code` (for example `SLOW_CONSUMER`-like forced
+    /// reconnects, or a revoked account with `AUTH_FAILED`); returns how many were closed.
+    ///
+    /// ```
+    /// use streamgate_core::{Hub, HubConfig, Principal, WireFormat};
+    /// use streamgate_protocol::ErrorCode;
+    ///
+    /// let hub = Hub::builder(HubConfig::default()).build()?;
+    /// let (_session, queue) = hub.connect(Principal::user("u1"), "example", WireFormat::Json);
+    /// assert_eq!(hub.disconnect_user("u1", ErrorCode::ShuttingDown, "maintenance"), 1);
+    /// assert_eq!(queue.close_reason().map(|d| d.code), Some(ErrorCode::ShuttingDown));
+    /// # Ok::<(), streamgate_core::ConfigError>(())
+    /// ```
+    pub fn disconnect_user(&self, user: &str, code: ErrorCode, reason: &str) -> usize {
+        let mut closed = 0;
+        for session in &self.inner.sessions {
+            if session.principal().user.as_deref() == Some(user)
+                && session.fail(streamgate_protocol::Disconnect::new(code, reason))
+            {
+                self.inner.metrics.error(code);
+                closed += 1;
+            }
+        }
+        closed
+    }
+
     /// Trims expired history and forgets rooms without members. Runs periodically on its own
     /// inside a Tokio runtime; callable directly.
     pub fn sweep(&self) {
