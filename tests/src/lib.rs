@@ -30,6 +30,11 @@ pub struct TestServer {
 impl TestServer {
     /// Serves `gateway.router()` on a free loopback port.
     pub async fn start(gateway: Gateway) -> Result<Self> {
+        Self::start_with(gateway, axum::Router::new()).await
+    }
+
+    /// Serves `gateway.router()` merged with `extra` (test pages, transports mounted by hand).
+    pub async fn start_with(gateway: Gateway, extra: axum::Router) -> Result<Self> {
         use axum::serve::ListenerExt as _;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -41,6 +46,7 @@ impl TestServer {
         });
         let app = gateway
             .router()
+            .merge(extra)
             .into_make_service_with_connect_info::<SocketAddr>();
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
