@@ -1,6 +1,8 @@
 //! Test harness: a gateway served on a loopback port, and a protocol client over a real
 //! WebSocket (tokio-tungstenite) that speaks both codecs.
 
+pub mod browser;
+
 use std::{net::SocketAddr, time::Duration};
 
 use anyhow::{Context, Result, anyhow, bail};

@@ -21,6 +21,13 @@ impl Step {
         Self { name, command }
     }
 
+    /// Any program for the step `name`, run from `dir`.
+    pub(crate) fn program(name: &'static str, program: &str, dir: &Path) -> Self {
+        let mut command = Command::new(program);
+        command.current_dir(dir);
+        Self { name, command }
+    }
+
     /// Appends arguments.
     pub(crate) fn args<I, S>(mut self, args: I) -> Self
     where
