@@ -457,3 +457,53 @@ async fn event_filters_and_aborted_streams() -> Result<()> {
     }
     wait_for(|| server.gateway.hub().metrics().snapshot().active_streams == 0).await
 }
+
+#[tokio::test]
+async fn a_client_dropped_by_the_server_reconnects_and_resumes() -> Result<()> {
+    let server = server().await?;
+    let run = room("execution:dropped");
+    let mut a = Client::connect(&server.ws_url(), "alice", WireFormat::Json).await?;
+    a.join(&run, None).await?;
+    let producer = tokio::spawn(produce(
+        server.gateway.clone(),
+        run.clone(),
+        Duration::from_millis(2),
+    ));
+
+    let mut seen = Vec::new();
+    while seen.len() < 300 {
+        seen.push(a.publication().await?);
+    }
+    ensure!(
+        server
+            .gateway
+            .hub()
+            .disconnect_user("alice", ErrorCode::SlowConsumer, "test")
+            == 1
+    );
+    // What was already queued may still arrive; then the reason, then the close code.
+    loop {
+        match a.next_event().await? {
+            Event::Frame(ServerFrame::Publication(p)) => seen.push(p),
+            Event::Frame(ServerFrame::Disconnect(d)) => {
+                ensure!(d.code == ErrorCode::SlowConsumer && d.reconnect, "{d:?}");
+            }
+            Event::Frame(other) => bail!("unexpected {other:?}"),
+            Event::Closed(close) => {
+                ensure!(close.map(|c| u16::from(c.code)) == Some(ErrorCode::SlowConsumer.number()));
+                break;
+            }
+        }
+    }
+    let last = seen.last().map(|p| (p.offset, p.epoch)).unwrap_or_default();
+    let mut again = Client::connect(&server.ws_url(), "alice", WireFormat::Json).await?;
+    ensure!(
+        again
+            .join(&run, Some((last.0, Some(last.1))))
+            .await?
+            .recovered
+    );
+    seen.extend(again.until_terminal().await?);
+    producer.await??;
+    check_stream(&seen)
+}

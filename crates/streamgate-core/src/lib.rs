@@ -31,4 +31,4 @@ pub use principal::{Principal, PrincipalKind};
 pub use session::{InvalidSessionId, SessionHandle, SessionId, SessionOptions, SessionQueue};
 pub use stream::StreamHandle;
 pub use streamgate_protocol::WireFormat;
-pub use transport::Transport;
+pub use transport::{Transport, decode_query_component};

@@ -11,7 +11,7 @@ use axum::{
 };
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use hyper_util::rt::TokioIo;
-use streamgate_core::{Credentials, Hub};
+use streamgate_core::{Credentials, Hub, decode_query_component};
 use streamgate_protocol::{ErrorBody, ErrorCode, WireFormat};
 use tokio_tungstenite::{
     WebSocketStream,
@@ -68,34 +68,8 @@ fn token_from(request: &Request) -> Option<String> {
     let query = request.uri().query()?;
     query.split('&').find_map(|pair| {
         let (key, value) = pair.split_once('=')?;
-        (key == "token").then(|| percent_decode(value))
+        (key == "token").then(|| decode_query_component(value))
     })
-}
-
-/// Decodes `%XX` escapes and `+` in a query value (tokens are usually URL-safe already).
-fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                if let Some(b) = hex {
-                    out.push(b);
-                    i += 3;
-                    continue;
-                }
-                out.push(b'%');
-            }
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 async fn upgrade(State(state): State<WsState>, mut request: Request) -> Response {
@@ -185,18 +159,4 @@ async fn upgrade(State(state): State<WsState>, mut request: Request) -> Response
         );
     }
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::percent_decode;
-
-    #[test]
-    fn query_values_are_decoded() {
-        assert_eq!(percent_decode("abc"), "abc");
-        assert_eq!(percent_decode("a%2Eb%3d"), "a.b=");
-        assert_eq!(percent_decode("a+b"), "a b");
-        assert_eq!(percent_decode("bad%zz%"), "bad%zz%");
-        assert_eq!(percent_decode("%4"), "%4");
-    }
 }

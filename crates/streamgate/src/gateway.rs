@@ -18,6 +18,14 @@ pub enum BuildError {
     #[cfg(feature = "ws")]
     #[error(transparent)]
     WebSocket(#[from] streamgate_ws::WsConfigError),
+    /// Invalid Socket.IO settings.
+    #[cfg(feature = "socketio")]
+    #[error(transparent)]
+    SocketIo(#[from] streamgate_socketio::SocketIoConfigError),
+    /// Invalid Server-Sent Events settings.
+    #[cfg(feature = "sse")]
+    #[error(transparent)]
+    Sse(#[from] streamgate_sse::SseConfigError),
 }
 
 /// A running gateway: the [`Hub`] plus the enabled transports. Cloning is cheap.
@@ -55,6 +63,10 @@ pub struct GatewayBuilder {
     hub: HubBuilder,
     #[cfg(feature = "ws")]
     ws: Option<streamgate_ws::WsConfig>,
+    #[cfg(feature = "sse")]
+    sse: Option<streamgate_sse::SseConfig>,
+    #[cfg(feature = "socketio")]
+    socketio: Option<streamgate_socketio::SocketIoConfig>,
 }
 
 impl Gateway {
@@ -65,6 +77,10 @@ impl Gateway {
             hub: Hub::builder(HubConfig::default()),
             #[cfg(feature = "ws")]
             ws: Some(streamgate_ws::WsConfig::default()),
+            #[cfg(feature = "sse")]
+            sse: Some(streamgate_sse::SseConfig::default()),
+            #[cfg(feature = "socketio")]
+            socketio: Some(streamgate_socketio::SocketIoConfig::default()),
         }
     }
 
@@ -200,6 +216,34 @@ impl GatewayBuilder {
         self
     }
 
+    /// Configures the Server-Sent Events transport.
+    #[cfg(feature = "sse")]
+    pub fn sse(mut self, config: streamgate_sse::SseConfig) -> Self {
+        self.sse = Some(config);
+        self
+    }
+
+    /// Turns the Server-Sent Events transport off.
+    #[cfg(feature = "sse")]
+    pub fn without_sse(mut self) -> Self {
+        self.sse = None;
+        self
+    }
+
+    /// Configures the Socket.IO transport.
+    #[cfg(feature = "socketio")]
+    pub fn socketio(mut self, config: streamgate_socketio::SocketIoConfig) -> Self {
+        self.socketio = Some(config);
+        self
+    }
+
+    /// Turns the Socket.IO transport off.
+    #[cfg(feature = "socketio")]
+    pub fn without_socketio(mut self) -> Self {
+        self.socketio = None;
+        self
+    }
+
     /// Validates every setting and builds the gateway.
     pub fn build(self) -> Result<Gateway, BuildError> {
         let hub = self.hub.config(self.config).build()?;
@@ -208,6 +252,14 @@ impl GatewayBuilder {
         #[cfg(feature = "ws")]
         if let Some(ws) = self.ws {
             transports.push(Box::new(streamgate_ws::WebSocketTransport::new(ws)?));
+        }
+        #[cfg(feature = "socketio")]
+        if let Some(sio) = self.socketio {
+            transports.push(Box::new(streamgate_socketio::SocketIoTransport::new(sio)?));
+        }
+        #[cfg(feature = "sse")]
+        if let Some(sse) = self.sse {
+            transports.push(Box::new(streamgate_sse::SseTransport::new(sse)?));
         }
         Ok(Gateway {
             hub,

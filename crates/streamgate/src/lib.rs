@@ -11,6 +11,10 @@ pub use streamgate_core::{
     RoomPolicy, StaticTokens, StreamHandle, Target, Transport,
 };
 pub use streamgate_protocol::{ErrorCode, Payload, Position, Priority, RoomId, RoomIdError};
+#[cfg(feature = "socketio")]
+pub use streamgate_socketio::SocketIoConfig;
+#[cfg(feature = "sse")]
+pub use streamgate_sse::SseConfig;
 #[cfg(feature = "ws")]
 pub use streamgate_ws::WsConfig;
 
