@@ -76,6 +76,10 @@ pub struct HubConfig {
     pub room_kinds: HashMap<String, RoomPolicy>,
     /// How often expired history and empty rooms are swept.
     pub sweep_interval: Duration,
+    /// How long before a session's credentials expire it gets a `token.expiring` frame.
+    pub token_expiry_warning: Duration,
+    /// How often sessions are checked for expiring and expired credentials.
+    pub expiry_check_interval: Duration,
 }
 
 impl Default for HubConfig {
@@ -85,6 +89,8 @@ impl Default for HubConfig {
             default_policy: RoomPolicy::default(),
             room_kinds: HashMap::new(),
             sweep_interval: Duration::from_secs(30),
+            token_expiry_warning: Duration::from_secs(60),
+            expiry_check_interval: Duration::from_secs(1),
         }
     }
 }
@@ -101,6 +107,15 @@ impl HubConfig {
     #[must_use]
     pub fn room_kind(mut self, kind: impl Into<String>, policy: RoomPolicy) -> Self {
         self.room_kinds.insert(kind.into(), policy);
+        self
+    }
+
+    /// Sets when sessions are warned before their credentials expire, and how often that is
+    /// checked.
+    #[must_use]
+    pub fn token_expiry(mut self, warning: Duration, check_every: Duration) -> Self {
+        self.token_expiry_warning = warning;
+        self.expiry_check_interval = check_every;
         self
     }
 
@@ -128,6 +143,11 @@ impl HubConfig {
         }
         if self.sweep_interval.is_zero() {
             return Err(ConfigError("sweep_interval: must be positive".into()));
+        }
+        if self.expiry_check_interval.is_zero() {
+            return Err(ConfigError(
+                "expiry_check_interval: must be positive".into(),
+            ));
         }
         Ok(())
     }

@@ -12,8 +12,8 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use streamgate_protocol::{
     Connected, ErrorBody, ErrorCode, Join, Joined, Left, PROTOCOL_VERSION, Payload, Position,
-    PresenceDiff, PresenceEntry, Priority, Publication, RoomId, ServerFrame, UserCommand,
-    WireFormat,
+    PresenceDiff, PresenceEntry, Priority, Publication, RoomId, ServerFrame, TokenExpiring,
+    UserCommand, WireFormat,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -332,6 +332,10 @@ impl HubBuilder {
             }),
         };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(expiry_watch(
+                Arc::downgrade(&hub.inner),
+                hub.inner.config.expiry_check_interval,
+            ));
             runtime.spawn(sweeper(
                 Arc::downgrade(&hub.inner),
                 hub.inner.config.sweep_interval,
@@ -352,6 +356,19 @@ async fn sweeper(hub: Weak<HubInner>, every: std::time::Duration) {
             return;
         }
         Hub { inner }.sweep();
+    }
+}
+
+async fn expiry_watch(hub: Weak<HubInner>, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = hub.upgrade() else { return };
+        if inner.shutdown.is_cancelled() {
+            return;
+        }
+        Hub { inner }.check_expiry();
     }
 }
 
@@ -799,6 +816,41 @@ impl Hub {
             }
         }
         closed
+    }
+
+    /// Warns sessions whose credentials expire within
+    /// [`HubConfig::token_expiry_warning`] (one `token.expiring` frame per expiry; a `refresh`
+    /// with a later expiry re-arms it) and closes those whose credentials have expired with
+    /// `TOKEN_EXPIRED` (recoverable: the client reconnects with a fresh token and resumes).
+    /// Runs every [`HubConfig::expiry_check_interval`] inside a Tokio runtime; callable
+    /// directly.
+    pub fn check_expiry(&self) {
+        let now = now_ms();
+        let warning =
+            u64::try_from(self.inner.config.token_expiry_warning.as_millis()).unwrap_or(u64::MAX);
+        for session in &self.inner.sessions {
+            let Some(expires_at) = session.principal().expires_at else {
+                continue;
+            };
+            let expires_ms = expires_at.saturating_mul(1000);
+            if expires_ms <= now {
+                let reason = "the token expired; reconnect with a fresh token and resume";
+                if session.fail(streamgate_protocol::Disconnect::new(
+                    ErrorCode::TokenExpired,
+                    reason,
+                )) {
+                    self.inner.metrics.error(ErrorCode::TokenExpired);
+                }
+            } else if expires_ms - now <= warning
+                && session.warned_for.swap(expires_at, Ordering::Relaxed) != expires_at
+            {
+                let frame = ServerFrame::TokenExpiring(TokenExpiring {
+                    expires_at,
+                    in_ms: expires_ms - now,
+                });
+                session.push(Outbound::Frame(OutFrame::new(frame)), false);
+            }
+        }
     }
 
     /// Trims expired history and forgets rooms without members. Runs periodically on its own

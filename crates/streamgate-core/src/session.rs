@@ -134,6 +134,8 @@ pub(crate) struct SessionShared {
     closed: CancellationToken,
     close_reason: OnceLock<Disconnect>,
     pub(crate) connected_at: Instant,
+    /// The credential expiry (seconds) the session was last warned about.
+    pub(crate) warned_for: std::sync::atomic::AtomicU64,
 }
 
 impl SessionShared {
@@ -155,6 +157,7 @@ impl SessionShared {
             closed: CancellationToken::new(),
             close_reason: OnceLock::new(),
             connected_at: Instant::now(),
+            warned_for: std::sync::atomic::AtomicU64::new(0),
         })
     }
 

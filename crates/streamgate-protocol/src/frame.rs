@@ -253,6 +253,10 @@ pub enum ServerFrame {
     Presence(PresenceDiff),
     /// The server is closing the connection, and why.
     Disconnect(Disconnect),
+    /// The session's credentials expire soon: send `refresh` with a new token in time, or the
+    /// session closes with `TOKEN_EXPIRED`.
+    #[serde(rename = "token.expiring")]
+    TokenExpiring(TokenExpiring),
 }
 
 impl ServerFrame {
@@ -267,6 +271,7 @@ impl ServerFrame {
         "error",
         "presence",
         "disconnect",
+        "token.expiring",
     ];
 
     /// An error frame answering request `id`.
@@ -391,4 +396,13 @@ impl Disconnect {
             reconnect: code.recoverable(),
         }
     }
+}
+
+/// Warning that the session's credentials expire soon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenExpiring {
+    /// When the credentials expire, seconds since the Unix epoch.
+    pub expires_at: u64,
+    /// Milliseconds left when the warning was sent.
+    pub in_ms: u64,
 }

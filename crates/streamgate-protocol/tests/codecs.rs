@@ -135,6 +135,9 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
             })),
         (error_code(), text())
             .prop_map(|(code, reason)| ServerFrame::Disconnect(Disconnect::new(code, reason))),
+        (any::<u64>(), any::<u64>()).prop_map(|(expires_at, in_ms)| {
+            ServerFrame::TokenExpiring(TokenExpiring { expires_at, in_ms })
+        }),
     ]
 }
 

@@ -301,6 +301,9 @@ impl Writer {
             }
             ServerFrame::Connected(_) => return self.emit(socket, events::CONNECTED, frame).await,
             ServerFrame::Presence(_) => return self.emit(socket, events::PRESENCE, frame).await,
+            ServerFrame::TokenExpiring(_) => {
+                return self.emit(socket, events::TOKEN_EXPIRING, frame).await;
+            }
             ServerFrame::Disconnect(_) => {
                 return self.emit(socket, events::DISCONNECT, frame).await;
             }

@@ -19,6 +19,8 @@ pub const ERROR: &str = "gateway.error";
 /// Server → client: the server is ending the session (the `disconnect` frame), sent just
 /// before the socket is disconnected.
 pub const DISCONNECT: &str = "gateway.disconnect";
+/// The session's credentials expire soon: send `refresh` (the `token.expiring` frame).
+pub const TOKEN_EXPIRING: &str = "token.expiring";
 
 /// Client → server: the commands, as Socket.IO event names. Each takes one object payload with
 /// the fields of the JSON codec's frame of the same `type`, and an acknowledgement callback.

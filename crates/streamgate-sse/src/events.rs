@@ -275,6 +275,7 @@ fn event_name<'a>(frame: &ServerFrame, json: &'a str) -> &'a str {
         ServerFrame::Error(_) => "error",
         ServerFrame::Presence(_) => "presence",
         ServerFrame::Disconnect(_) => "disconnect",
+        ServerFrame::TokenExpiring(_) => "token.expiring",
         // A frame type added later: the JSON codec writes `type` first.
         _ => json_type(json).unwrap_or("message"),
     }
@@ -283,7 +284,10 @@ fn event_name<'a>(frame: &ServerFrame, json: &'a str) -> &'a str {
 fn json_type(json: &str) -> Option<&str> {
     let rest = json.strip_prefix(r#"{"type":""#)?;
     let name = rest.get(..rest.find('"')?)?;
-    let plain = !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    let plain = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'.');
     plain.then_some(name)
 }
 

@@ -77,13 +77,13 @@ pub(crate) async fn run(
         if let Some(frame) = first {
             session.handle(frame).await;
         }
-        tokio::select! {
-            () = read_loop(&mut stream, &session, &config, format) => {}
-            _ = &mut writer => {}
-        }
+        let writer_done = tokio::select! {
+            () = read_loop(&mut stream, &session, &config, format) => false,
+            _ = &mut writer => true,
+        };
         // Dropping the handle leaves every room; the writer then sees its queue close.
         drop(session);
-        if timeout(CLOSE_GRACE * 2, &mut writer).await.is_err() {
+        if !writer_done && timeout(CLOSE_GRACE * 2, &mut writer).await.is_err() {
             writer.abort();
         }
     }

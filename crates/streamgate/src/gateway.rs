@@ -196,6 +196,13 @@ impl GatewayBuilder {
         self
     }
 
+    /// Sets how long before credentials expire sessions get `token.expiring`, and how often
+    /// expiry is checked (defaults: 60 s and 1 s).
+    pub fn token_expiry(mut self, warning: Duration, check_every: Duration) -> Self {
+        self.config = self.config.token_expiry(warning, check_every);
+        self
+    }
+
     /// Sets how often expired history is swept.
     pub fn sweep_interval(mut self, every: Duration) -> Self {
         self.config.sweep_interval = every;
