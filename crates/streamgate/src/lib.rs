@@ -4,6 +4,12 @@
 mod gateway;
 
 pub use gateway::{BuildError, Gateway, GatewayBuilder};
+#[cfg(feature = "jwt")]
+pub use streamgate_auth::{
+    ApiKey, ApiKeys, AuthConfigError, CROSS_TENANT_PERMISSION, ClaimNames, FnAuthenticator,
+    GuestRules, JwtAlgorithm, JwtAuthenticator, JwtConfig, JwtKey, KindRules,
+    ROOM_PERMISSION_PREFIX, Requirement, Strategies, Strategy, TenantPolicy,
+};
 pub use streamgate_core::{
     Action, AuthError, Authenticator, Authorizer, Backplane, BoxFuture, Credentials, HistoryStore,
     Hub, HubConfig, LocalBackplane, MemoryHistory, MemoryPresence, Metrics, MetricsSnapshot,
