@@ -22,6 +22,8 @@ pub struct RoomPolicy {
     pub history_ttl: Duration,
     /// Whether joins and leaves produce presence diffs.
     pub presence: bool,
+    /// Most sessions in one room of the kind; a join beyond it is refused with `ROOM_FULL`.
+    pub max_members: Option<usize>,
 }
 
 impl Default for RoomPolicy {
@@ -30,6 +32,7 @@ impl Default for RoomPolicy {
             history_size: 1024,
             history_ttl: Duration::from_secs(600),
             presence: false,
+            max_members: None,
         }
     }
 }
@@ -40,6 +43,13 @@ impl RoomPolicy {
     pub fn history(mut self, size: usize, ttl: Duration) -> Self {
         self.history_size = size;
         self.history_ttl = ttl;
+        self
+    }
+
+    /// Limits how many sessions one room of the kind may hold.
+    #[must_use]
+    pub fn max_members(mut self, sessions: usize) -> Self {
+        self.max_members = Some(sessions);
         self
     }
 
@@ -80,6 +90,13 @@ pub struct HubConfig {
     pub token_expiry_warning: Duration,
     /// How often sessions are checked for expiring and expired credentials.
     pub expiry_check_interval: Duration,
+    /// Failed authentications from one address before the next ones are delayed.
+    pub auth_failure_threshold: u32,
+    /// How long an address's failures are remembered after its last one.
+    pub auth_failure_window: Duration,
+    /// Longest delay for an address over the threshold (it starts at 100 ms and doubles with
+    /// every further failure).
+    pub auth_failure_max_delay: Duration,
 }
 
 impl Default for HubConfig {
@@ -91,6 +108,9 @@ impl Default for HubConfig {
             sweep_interval: Duration::from_secs(30),
             token_expiry_warning: Duration::from_secs(60),
             expiry_check_interval: Duration::from_secs(1),
+            auth_failure_threshold: 5,
+            auth_failure_window: Duration::from_secs(60),
+            auth_failure_max_delay: Duration::from_secs(5),
         }
     }
 }

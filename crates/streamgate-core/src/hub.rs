@@ -23,6 +23,7 @@ use crate::{
     OutFrame, Outbound, PresenceStore, Principal, PublishError, RoomPolicy, SessionHandle,
     SessionId, SessionOptions, SessionQueue, StaticTokens, StreamHandle,
     session::{Push, SessionShared},
+    throttle::AuthThrottle,
 };
 
 /// Restricts a publication to some members of its room. Targeted publications are live-only:
@@ -230,6 +231,7 @@ pub(crate) struct HubInner {
     authenticator: Arc<dyn Authenticator>,
     authorizer: Arc<dyn Authorizer>,
     metrics: Metrics,
+    auth_throttle: AuthThrottle,
     next_id: AtomicU64,
     shutdown: CancellationToken,
 }
@@ -315,6 +317,11 @@ impl HubBuilder {
     /// the sweeper that trims expired history; it stops when the last clone of the hub drops.
     pub fn build(self) -> Result<Hub, ConfigError> {
         self.config.check()?;
+        let auth_throttle = AuthThrottle::new(
+            self.config.auth_failure_threshold,
+            self.config.auth_failure_window,
+            self.config.auth_failure_max_delay,
+        );
         let hub = Hub {
             inner: Arc::new(HubInner {
                 config: self.config,
@@ -327,6 +334,7 @@ impl HubBuilder {
                 authenticator: self.authenticator,
                 authorizer: self.authorizer,
                 metrics: Metrics::default(),
+                auth_throttle,
                 next_id: AtomicU64::new(1),
                 shutdown: CancellationToken::new(),
             }),
@@ -431,8 +439,33 @@ impl Hub {
     }
 
     /// Verifies credentials with the configured [`Authenticator`].
+    ///
+    /// Repeated failures from one address are slowed down: past
+    /// [`HubConfig::auth_failure_threshold`] failures, each further attempt from that address
+    /// waits 100 ms, doubling per failure up to [`HubConfig::auth_failure_max_delay`]. Only the
+    /// connection that tries waits; a success clears the address.
     pub async fn authenticate(&self, credentials: &Credentials) -> Result<Principal, AuthError> {
-        self.inner.authenticator.authenticate(credentials).await
+        let ip = credentials.remote_addr.map(|a| a.ip());
+        let throttle = &self.inner.auth_throttle;
+        if let Some(ip) = ip {
+            let delay = throttle.delay(ip);
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+        }
+        let result = self.inner.authenticator.authenticate(credentials).await;
+        match (&result, ip) {
+            (Err(_), Some(ip)) => throttle.failed(ip),
+            (Ok(_), Some(ip)) => throttle.succeeded(ip),
+            _ => {}
+        }
+        result
+    }
+
+    /// Addresses currently remembered for failed authentications.
+    #[must_use]
+    pub fn throttled_addresses(&self) -> usize {
+        self.inner.auth_throttle.tracked()
     }
 
     /// Registers an authenticated session and queues its `connected` frame. The transport
@@ -635,6 +668,12 @@ impl Hub {
         let room = join.room;
         let filter = join.events.map(Vec::into_boxed_slice);
         self.with_room(&room, |entry, state| {
+            if let Some(max) = entry.policy.max_members
+                && state.members.len() >= max
+                && !state.members.contains_key(&session.id)
+            {
+                return Err(err(ErrorCode::RoomFull, "the room is full"));
+            }
             let history = &self.inner.history;
             let member = Member {
                 session: Arc::clone(session),
@@ -678,7 +717,8 @@ impl Hub {
             {
                 state.broadcast_volatile(&presence_frame(&room, Some(user), None));
             }
-        });
+            Ok(())
+        })?;
         session.rooms.lock().insert(room);
         Ok(())
     }
@@ -860,6 +900,7 @@ impl Hub {
         inner
             .history
             .sweep(&|room| inner.config.policy_for(room.kind()).clone());
+        inner.auth_throttle.sweep();
         inner.rooms.retain(|_, room| {
             let mut state = room.state.lock();
             if state.members.is_empty() {

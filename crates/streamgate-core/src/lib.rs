@@ -15,6 +15,7 @@ mod principal;
 mod queue;
 mod session;
 mod stream;
+mod throttle;
 mod transport;
 
 pub use auth::{AuthError, Authenticator, BoxFuture, Credentials, StaticTokens};

@@ -1,4 +1,5 @@
 //! Hub behaviour in-process: delivery policies, presence, refresh, metrics, ordering.
+use std::time::Duration;
 
 use streamgate_core::{
     Hub, HubConfig, Principal, Publish, RoomPolicy, SessionHandle, SessionQueue, StaticTokens,
@@ -276,4 +277,94 @@ async fn shutdown_closes_sessions_recoverably_and_refuses_publications() {
         .unwrap_or_else(|| panic!("no close reason"));
     assert!(reason.code == ErrorCode::ShuttingDown && reason.reconnect);
     assert!(hub.publish(&r, Publish::new("m", Payload::null())).is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn repeated_auth_failures_from_one_address_are_slowed_down() {
+    let hub = hub(HubConfig {
+        auth_failure_threshold: 3,
+        auth_failure_max_delay: Duration::from_millis(300),
+        ..HubConfig::default()
+    });
+    let from = |ip: &str, token: &str| streamgate_core::Credentials {
+        token: Some(token.into()),
+        remote_addr: Some(
+            format!("{ip}:4000")
+                .parse()
+                .unwrap_or_else(|e| panic!("{e}")),
+        ),
+    };
+    // How long (in the runtime's paused clock) one attempt waits before its answer.
+    let attempt = |credentials: streamgate_core::Credentials| {
+        let hub = hub.clone();
+        async move {
+            let start = tokio::time::Instant::now();
+            let result = hub.authenticate(&credentials).await;
+            (result.is_ok(), start.elapsed())
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            attempt(from("10.0.0.1", "nope")).await,
+            (false, Duration::ZERO)
+        );
+    }
+    assert_eq!(
+        attempt(from("10.0.0.1", "nope")).await,
+        (false, Duration::from_millis(100))
+    );
+    assert_eq!(
+        attempt(from("10.0.0.1", "nope")).await,
+        (false, Duration::from_millis(200))
+    );
+    assert_eq!(
+        attempt(from("10.0.0.1", "nope")).await,
+        (false, Duration::from_millis(300))
+    );
+    assert_eq!(
+        attempt(from("10.0.0.1", "nope")).await,
+        (false, Duration::from_millis(300)),
+        "capped"
+    );
+    // Other addresses are not affected.
+    assert_eq!(
+        attempt(from("10.0.0.2", "u1")).await,
+        (true, Duration::ZERO)
+    );
+    // A success (after the wait) clears the address.
+    assert_eq!(
+        attempt(from("10.0.0.1", "u1")).await,
+        (true, Duration::from_millis(300))
+    );
+    assert_eq!(
+        attempt(from("10.0.0.1", "nope")).await,
+        (false, Duration::ZERO)
+    );
+    assert_eq!(hub.throttled_addresses(), 1);
+}
+
+#[tokio::test]
+async fn a_full_room_refuses_new_members_but_not_rejoins() {
+    let hub = hub(HubConfig::default().room_kind("small", RoomPolicy::default().max_members(2)));
+    let r = room("small:1");
+    let (a, mut qa) = joined(&hub, "u1", &r).await;
+    let (_b, _qb) = joined(&hub, "u2", &r).await;
+    let (c, mut qc) = hub.connect(Principal::user("u3"), "test", WireFormat::Json);
+    drain(&mut qc);
+    c.handle(ClientFrame::new(Command::Join(Join::new(r.clone()))).with_id(1))
+        .await;
+    let frames = drain(&mut qc);
+    assert!(
+        matches!(&frames[0], ServerFrame::Error(e) if e.id == Some(1) && e.error.code == ErrorCode::RoomFull && e.error.recoverable),
+        "{frames:?}"
+    );
+    // A member joining again (new filter) is not a new member.
+    a.handle(ClientFrame::new(Command::Join(Join::new(r.clone()))).with_id(2))
+        .await;
+    assert!(matches!(&drain(&mut qa)[0], ServerFrame::Joined(j) if j.id == Some(2)));
+    // Once someone leaves, there is room again.
+    drop(a);
+    c.handle(ClientFrame::new(Command::Join(Join::new(r.clone()))).with_id(3))
+        .await;
+    assert!(matches!(&drain(&mut qc)[0], ServerFrame::Joined(j) if j.id == Some(3)));
 }

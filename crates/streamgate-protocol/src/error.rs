@@ -93,6 +93,8 @@ error_codes! {
     IdleTimeout = 4015, "IDLE_TIMEOUT", recoverable = true;
     /// The server failed; the details are in its logs, never on the wire.
     Internal = 4016, "INTERNAL", recoverable = true;
+    /// The room already has as many members as its kind allows; retry later.
+    RoomFull = 4017, "ROOM_FULL", recoverable = true;
 }
 
 impl fmt::Display for ErrorCode {
