@@ -140,7 +140,15 @@ impl ClaimNames {
                 );
             }
         }
-        let expires_at = claims.get("exp").and_then(Value::as_u64);
+        // jsonwebtoken accepts a fractional `exp` too; without this the session would never
+        // expire.
+        let expires_at = claims.get("exp").and_then(|exp| {
+            exp.as_u64().or_else(|| {
+                exp.as_f64()
+                    .filter(|f| f.is_finite() && *f >= 0.0)
+                    .map(|f| f as u64)
+            })
+        });
         Ok(Principal {
             user: Some(user),
             tenant,
@@ -176,6 +184,13 @@ mod tests {
             Value::Object(m) => m,
             _ => Map::new(),
         }
+    }
+
+    #[test]
+    fn a_fractional_exp_still_expires() {
+        let claims = map(json!({ "sub": "u1", "exp": 1_735_689_600.0 }));
+        let p = ClaimNames::default().principal(&claims, PrincipalKind::Member, false);
+        assert_eq!(p.map(|p| p.expires_at), Ok(Some(1_735_689_600)));
     }
 
     #[test]

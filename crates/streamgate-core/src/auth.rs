@@ -21,12 +21,22 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// let c = Credentials::bearer("t1");
 /// assert_eq!(c.token.as_deref(), Some("t1"));
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Credentials {
     /// The bearer token, from a header, a query parameter, a cookie or an `auth` frame.
     pub token: Option<String>,
     /// The client's address, when the transport knows it.
     pub remote_addr: Option<SocketAddr>,
+}
+
+/// Never prints the token.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("remote_addr", &self.remote_addr)
+            .finish()
+    }
 }
 
 impl Credentials {
