@@ -120,3 +120,24 @@ impl Browser {
         Ok(())
     }
 }
+
+/// Routes for the browser tests: the test page (`/test/page.html`) and the socket.io-client
+/// browser bundle from npm (`/test/socket.io.min.js`), to merge into the gateway's router.
+pub fn test_pages() -> Result<axum::Router> {
+    use axum::{response::Html, routing::get};
+    let bundle = std::fs::read_to_string(
+        node_dir().join("node_modules/socket.io-client/dist/socket.io.min.js"),
+    )?;
+    Ok(axum::Router::new()
+        .route(
+            "/test/page.html",
+            get(|| async { Html(include_str!("../browser/page.html")) }),
+        )
+        .route(
+            "/test/socket.io.min.js",
+            get(move || {
+                let bundle = bundle.clone();
+                async move { ([("content-type", "text/javascript")], bundle) }
+            }),
+        ))
+}

@@ -4,12 +4,11 @@
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use axum::{response::Html, routing::get};
 use serde_json::Value;
 use streamgate::{ErrorCode, Gateway, Principal, RoomPolicy, StaticTokens};
 use streamgate_e2e::{
     TestServer,
-    browser::{Browser, node_dir, prerequisites},
+    browser::{Browser, prerequisites, test_pages},
 };
 
 const TOKENS: u64 = 1000;
@@ -26,25 +25,6 @@ fn gateway() -> Result<Gateway> {
             RoomPolicy::default().history(5_000, Duration::from_secs(600)),
         )
         .build()?)
-}
-
-/// The test page and the socket.io-client browser bundle from npm.
-fn test_pages() -> Result<axum::Router> {
-    let bundle = std::fs::read_to_string(
-        node_dir().join("node_modules/socket.io-client/dist/socket.io.min.js"),
-    )?;
-    Ok(axum::Router::new()
-        .route(
-            "/test/page.html",
-            get(|| async { Html(include_str!("../browser/page.html")) }),
-        )
-        .route(
-            "/test/socket.io.min.js",
-            get(move || {
-                let bundle = bundle.clone();
-                async move { ([("content-type", "text/javascript")], bundle) }
-            }),
-        ))
 }
 
 async fn start() -> Result<Option<(TestServer, Browser)>> {

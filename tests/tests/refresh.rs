@@ -6,12 +6,11 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, ensure};
-use axum::{response::Html, routing::get};
 use serde_json::{Value, json};
 use streamgate::{Gateway, Principal, RoomPolicy, StaticTokens};
 use streamgate_e2e::{
     TestServer,
-    browser::{Browser, node_dir, prerequisites},
+    browser::{Browser, prerequisites, test_pages},
 };
 
 /// Seconds until the short tokens expire.
@@ -21,24 +20,6 @@ fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-fn test_pages() -> Result<axum::Router> {
-    let bundle = std::fs::read_to_string(
-        node_dir().join("node_modules/socket.io-client/dist/socket.io.min.js"),
-    )?;
-    Ok(axum::Router::new()
-        .route(
-            "/test/page.html",
-            get(|| async { Html(include_str!("../browser/page.html")) }),
-        )
-        .route(
-            "/test/socket.io.min.js",
-            get(move || {
-                let bundle = bundle.clone();
-                async move { ([("content-type", "text/javascript")], bundle) }
-            }),
-        ))
 }
 
 #[tokio::test]
