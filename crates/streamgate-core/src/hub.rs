@@ -20,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     Action, AuthError, Authenticator, Authorizer, Backplane, ConfigError, Credentials,
     HistoryStore, HubConfig, LocalBackplane, MemoryHistory, MemoryPresence, Metrics, OpenPolicy,
-    OutFrame, Outbound, PresenceStore, Principal, PublishError, RoomPolicy, SessionHandle,
-    SessionId, SessionOptions, SessionQueue, StaticTokens, StreamHandle,
+    OutFrame, Outbound, PresenceStore, Principal, PublishError, RateLimiter, RoomPolicy,
+    SessionHandle, SessionId, SessionOptions, SessionQueue, StaticTokens, StreamHandle, Unlimited,
     session::{Push, SessionShared},
     throttle::AuthThrottle,
 };
@@ -230,6 +230,7 @@ pub(crate) struct HubInner {
     backplane: Arc<dyn Backplane>,
     authenticator: Arc<dyn Authenticator>,
     authorizer: Arc<dyn Authorizer>,
+    pub(crate) rate_limiter: Arc<dyn RateLimiter>,
     metrics: Metrics,
     auth_throttle: AuthThrottle,
     next_id: AtomicU64,
@@ -274,6 +275,7 @@ pub struct HubBuilder {
     backplane: Arc<dyn Backplane>,
     authenticator: Arc<dyn Authenticator>,
     authorizer: Arc<dyn Authorizer>,
+    rate_limiter: Arc<dyn RateLimiter>,
 }
 
 impl HubBuilder {
@@ -286,6 +288,28 @@ impl HubBuilder {
     /// Sets the authorizer (default [`OpenPolicy`]).
     pub fn authorizer(mut self, authorizer: impl Authorizer) -> Self {
         self.authorizer = Arc::new(authorizer);
+        self
+    }
+
+    /// Sets the rate limiter every inbound command passes before it is authorized (default
+    /// [`Unlimited`]). Its [`RateLimiter::sweep`] runs with the hub's sweeper.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streamgate_core::{Hub, HubConfig, RateKey, RateLimiter};
+    ///
+    /// struct NoTyping;
+    /// impl RateLimiter for NoTyping {
+    ///     fn check(&self, key: &RateKey<'_>) -> Result<(), Duration> {
+    ///         if key.kind == "typing" { Err(Duration::from_secs(1)) } else { Ok(()) }
+    ///     }
+    /// }
+    ///
+    /// let hub = Hub::builder(HubConfig::default()).rate_limiter(NoTyping).build()?;
+    /// # Ok::<(), streamgate_core::ConfigError>(())
+    /// ```
+    pub fn rate_limiter(mut self, limiter: impl RateLimiter) -> Self {
+        self.rate_limiter = Arc::new(limiter);
         self
     }
 
@@ -333,6 +357,7 @@ impl HubBuilder {
                 backplane: self.backplane,
                 authenticator: self.authenticator,
                 authorizer: self.authorizer,
+                rate_limiter: self.rate_limiter,
                 metrics: Metrics::default(),
                 auth_throttle,
                 next_id: AtomicU64::new(1),
@@ -400,6 +425,7 @@ impl Hub {
             backplane: Arc::new(LocalBackplane),
             authenticator: Arc::new(StaticTokens::new()),
             authorizer: Arc::new(OpenPolicy),
+            rate_limiter: Arc::new(Unlimited),
         }
     }
 
@@ -893,7 +919,8 @@ impl Hub {
         }
     }
 
-    /// Trims expired history and forgets rooms without members. Runs periodically on its own
+    /// Trims expired history, forgets rooms without members and lets the rate limiter evict
+    /// idle keys. Runs periodically on its own
     /// inside a Tokio runtime; callable directly.
     pub fn sweep(&self) {
         let inner = &self.inner;
@@ -901,6 +928,7 @@ impl Hub {
             .history
             .sweep(&|room| inner.config.policy_for(room.kind()).clone());
         inner.auth_throttle.sweep();
+        inner.rate_limiter.sweep();
         inner.rooms.retain(|_, room| {
             let mut state = room.state.lock();
             if state.members.is_empty() {

@@ -12,7 +12,10 @@ use streamgate_protocol::{
 };
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
-use crate::{Credentials, Hub, OutFrame, Outbound, Principal, queue::Queue};
+use crate::{
+    Credentials, Hub, OutFrame, Outbound, Principal, RateKey, RateSubject, command_kind,
+    queue::Queue,
+};
 
 /// Identifies a session within one hub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -247,6 +250,12 @@ impl SessionHandle {
         let hub = &self.hub;
         hub.metrics().message_in();
         let id = frame.id;
+        // Pipeline: (decoded and validated by the transport) → rate limit → authorize (inside
+        // each hub operation) → handle.
+        if let Err(error) = self.rate_limit(&frame.cmd) {
+            self.send_error(id, error);
+            return;
+        }
         let result = match frame.cmd {
             Command::Join(join) => hub.join(&self.shared, id, join),
             Command::Leave(leave) => hub.leave(&self.shared, id, &leave.room),
@@ -277,6 +286,20 @@ impl SessionHandle {
         if let Err(error) = result {
             self.send_error(id, error);
         }
+    }
+
+    fn rate_limit(&self, command: &Command) -> Result<(), ErrorBody> {
+        let principal = self.shared.principal();
+        let key = RateKey::new(
+            RateSubject::of(&principal, self.shared.id),
+            command_kind(command),
+        );
+        self.hub.inner.rate_limiter.check(&key).map_err(|wait| {
+            // Round up: retrying after a truncated wait would be refused again.
+            let ms = u64::try_from(wait.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
+            ErrorBody::new(ErrorCode::RateLimited, "too many requests; retry later")
+                .with_retry_after_ms(ms.max(1))
+        })
     }
 
     async fn refresh(&self, token: String) -> Result<(), ErrorBody> {

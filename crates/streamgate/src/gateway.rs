@@ -3,7 +3,8 @@ use std::time::Duration;
 use serde::Serialize;
 use streamgate_core::{
     Authenticator, Authorizer, Backplane, ConfigError, HistoryStore, Hub, HubBuilder, HubConfig,
-    PresenceStore, Publish, PublishError, PublishOutcome, RoomPolicy, StreamHandle, Transport,
+    PresenceStore, Publish, PublishError, PublishOutcome, RateLimiter, RoomPolicy, StreamHandle,
+    Transport,
 };
 use streamgate_protocol::RoomId;
 
@@ -157,6 +158,27 @@ impl GatewayBuilder {
     /// Sets the authorization policy.
     pub fn authorizer(mut self, authorizer: impl Authorizer) -> Self {
         self.hub = self.hub.authorizer(authorizer);
+        self
+    }
+
+    /// Sets the rate limiter that every inbound command passes, on every transport, before it
+    /// is authorized (default: unlimited). With the `ratelimit` feature, `KeyedRateLimiter`
+    /// gives per-user quotas per command kind; keep a clone for its HTTP layer.
+    ///
+    /// ```
+    /// # #[cfg(feature = "ratelimit")] {
+    /// use streamgate::{Gateway, KeyedRateLimiter, RateLimitConfig};
+    ///
+    /// let limiter = KeyedRateLimiter::new(RateLimitConfig::default())?;
+    /// let gateway = Gateway::builder().rate_limiter(limiter.clone()).build()?;
+    /// let api: axum::Router = axum::Router::new()
+    ///     .route("/api/ping", axum::routing::get(|| async { "pong" }))
+    ///     .route_layer(limiter.http_layer());
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn rate_limiter(mut self, limiter: impl RateLimiter) -> Self {
+        self.hub = self.hub.rate_limiter(limiter);
         self
     }
 

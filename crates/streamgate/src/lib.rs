@@ -14,9 +14,15 @@ pub use streamgate_core::{
     Action, AuthError, Authenticator, Authorizer, Backplane, BoxFuture, Credentials, HistoryStore,
     Hub, HubConfig, LocalBackplane, MemoryHistory, MemoryPresence, Metrics, MetricsSnapshot,
     OpenPolicy, PresenceStore, Principal, PrincipalKind, Publish, PublishError, PublishOutcome,
-    RoomPolicy, StaticTokens, StreamHandle, Target, Transport,
+    RateKey, RateLimiter, RateSubject, RoomPolicy, StaticTokens, StreamHandle, Target, Transport,
+    Unlimited,
 };
 pub use streamgate_protocol::{ErrorCode, Payload, Position, Priority, RoomId, RoomIdError};
+#[cfg(feature = "ratelimit")]
+pub use streamgate_ratelimit::{
+    ConfigError as RateLimitConfigError, HttpRateLimit, HttpRateLimitLayer, KeyedRateLimiter, Rate,
+    RateLimitConfig,
+};
 #[cfg(feature = "socketio")]
 pub use streamgate_socketio::SocketIoConfig;
 #[cfg(feature = "sse")]
