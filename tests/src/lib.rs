@@ -256,12 +256,14 @@ impl Client {
         }
     }
 
-    /// Publications until (and including) a terminal `stream.complete` / `stream.error`.
+    /// Publications until (and including) a terminal `stream.complete` / `stream.error` /
+    /// `stream.cancelled`.
     pub async fn until_terminal(&mut self) -> Result<Vec<Publication>> {
         let mut out = Vec::new();
         loop {
             let p = self.publication().await?;
-            let terminal = p.event == "stream.complete" || p.event == "stream.error";
+            let terminal =
+                ["stream.complete", "stream.error", "stream.cancelled"].contains(&p.event.as_str());
             out.push(p);
             if terminal {
                 return Ok(out);

@@ -18,10 +18,12 @@ use streamgate_protocol::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    Action, AuthError, Authenticator, Authorizer, Backplane, ConfigError, Credentials,
-    HistoryStore, HubConfig, LocalBackplane, MemoryHistory, MemoryPresence, Metrics, OpenPolicy,
-    OutFrame, Outbound, PresenceStore, Principal, PublishError, RateLimiter, RoomPolicy,
-    SessionHandle, SessionId, SessionOptions, SessionQueue, StaticTokens, StreamHandle, Unlimited,
+    Action, AuthError, Authenticator, Authorizer, Backplane, CommandContext, CommandHandler,
+    ConfigError, Credentials, HistoryStore, HubConfig, LocalBackplane, MemoryHistory,
+    MemoryPresence, Metrics, OpenPolicy, OutFrame, Outbound, PresenceStore, Principal,
+    PublishError, RateLimiter, RoomPolicy, SessionHandle, SessionId, SessionOptions, SessionQueue,
+    StaticTokens, StreamHandle, Unlimited,
+    command::{STREAM_CANCEL, StreamCancel},
     session::{Push, SessionShared},
     throttle::AuthThrottle,
 };
@@ -229,8 +231,9 @@ pub(crate) struct HubInner {
     presence: Arc<dyn PresenceStore>,
     backplane: Arc<dyn Backplane>,
     authenticator: Arc<dyn Authenticator>,
-    authorizer: Arc<dyn Authorizer>,
+    pub(crate) authorizer: Arc<dyn Authorizer>,
     pub(crate) rate_limiter: Arc<dyn RateLimiter>,
+    commands: HashMap<String, Arc<dyn CommandHandler>>,
     metrics: Metrics,
     auth_throttle: AuthThrottle,
     next_id: AtomicU64,
@@ -276,9 +279,39 @@ pub struct HubBuilder {
     authenticator: Arc<dyn Authenticator>,
     authorizer: Arc<dyn Authorizer>,
     rate_limiter: Arc<dyn RateLimiter>,
+    commands: HashMap<String, Arc<dyn CommandHandler>>,
 }
 
 impl HubBuilder {
+    /// Registers the handler of the application command `name` (see [`CommandHandler`] and
+    /// [`typed`](crate::typed)); a later registration of the same name replaces the earlier.
+    /// The built-in `stream.cancel` (Stop) is registered from the start; registering that name
+    /// replaces it. Commands without a handler answer `UNKNOWN_COMMAND`.
+    ///
+    /// Handlers run on the sending session's task, in order with its other frames: they must
+    /// not block.
+    ///
+    /// ```
+    /// use serde::Deserialize;
+    /// use streamgate_core::{Hub, HubConfig, typed};
+    /// use validator::Validate;
+    ///
+    /// #[derive(Deserialize, Validate)]
+    /// struct Echo {
+    ///     #[validate(length(max = 100))]
+    ///     text: String,
+    /// }
+    ///
+    /// let hub = Hub::builder(HubConfig::default())
+    ///     .command("echo", typed(|_ctx, echo: Echo| async move { Ok(echo.text) }))
+    ///     .build()?;
+    /// # Ok::<(), streamgate_core::ConfigError>(())
+    /// ```
+    pub fn command(mut self, name: impl Into<String>, handler: impl CommandHandler) -> Self {
+        self.commands.insert(name.into(), Arc::new(handler));
+        self
+    }
+
     /// Sets the authenticator.
     pub fn authenticator(mut self, authenticator: impl Authenticator) -> Self {
         self.authenticator = Arc::new(authenticator);
@@ -358,6 +391,7 @@ impl HubBuilder {
                 authenticator: self.authenticator,
                 authorizer: self.authorizer,
                 rate_limiter: self.rate_limiter,
+                commands: self.commands,
                 metrics: Metrics::default(),
                 auth_throttle,
                 next_id: AtomicU64::new(1),
@@ -426,6 +460,10 @@ impl Hub {
             authenticator: Arc::new(StaticTokens::new()),
             authorizer: Arc::new(OpenPolicy),
             rate_limiter: Arc::new(Unlimited),
+            commands: HashMap::from([(
+                STREAM_CANCEL.to_owned(),
+                Arc::new(StreamCancel) as Arc<dyn CommandHandler>,
+            )]),
         }
     }
 
@@ -573,7 +611,9 @@ impl Hub {
     }
 
     /// Cancels the running stream in `room` (its [`StreamHandle::cancelled`] resolves);
-    /// `false` when no stream runs there.
+    /// `false` when no stream runs there. A client's Stop (the built-in `stream.cancel`
+    /// command) calls this; the producer then ends the stream with
+    /// [`StreamHandle::end_cancelled`]. A disconnect never cancels a stream.
     pub fn cancel_stream(&self, room: &RoomId) -> bool {
         self.inner
             .streams
@@ -820,11 +860,13 @@ impl Hub {
             .map_err(|e| err(e.code(), "cannot publish now"))
     }
 
-    pub(crate) fn user_command(
+    /// Authorizes an application command, then runs its handler on the caller's (the
+    /// session's) task; the `Ok` data is the `reply`.
+    pub(crate) async fn user_command(
         &self,
-        session: &SessionShared,
-        cmd: &UserCommand,
-    ) -> Result<(), ErrorBody> {
+        session: &Arc<SessionShared>,
+        cmd: UserCommand,
+    ) -> Result<Payload, ErrorBody> {
         let principal = session.principal();
         self.inner
             .authorizer
@@ -836,10 +878,24 @@ impl Hub {
                 },
             )
             .map_err(|code| err(code, "you may not send this command"))?;
-        Err(ErrorBody::new(
-            ErrorCode::UnknownCommand,
-            format!("no handler for command `{}`", cmd.name),
-        ))
+        let Some(handler) = self.inner.commands.get(&cmd.name) else {
+            return Err(ErrorBody::new(
+                ErrorCode::UnknownCommand,
+                format!("no handler for command `{}`", cmd.name),
+            ));
+        };
+        let ctx = CommandContext {
+            hub: self.clone(),
+            session: Arc::clone(session),
+            principal,
+            name: cmd.name,
+            room: cmd.room,
+        };
+        let name = ctx.name.clone();
+        handler
+            .call(ctx, cmd.data)
+            .await
+            .map_err(|e| e.into_body(&name))
     }
 
     pub(crate) fn disconnect(&self, session: &Arc<SessionShared>) {

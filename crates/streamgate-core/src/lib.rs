@@ -4,6 +4,7 @@
 mod auth;
 mod authz;
 mod backplane;
+mod command;
 mod config;
 mod error;
 mod history;
@@ -22,6 +23,7 @@ mod transport;
 pub use auth::{AuthError, Authenticator, BoxFuture, Credentials, StaticTokens};
 pub use authz::{Action, Authorizer, OpenPolicy};
 pub use backplane::{Backplane, LocalBackplane};
+pub use command::{CommandContext, CommandError, CommandHandler, STREAM_CANCEL, Typed, typed};
 pub use config::{ConfigError, HubConfig, RoomPolicy};
 pub use error::PublishError;
 pub use history::{HistoryStore, MemoryHistory, Recovery};

@@ -272,7 +272,11 @@ impl SessionHandle {
             Command::TypingStop(t) => hub
                 .typing(&self.shared, &t.room, false)
                 .map(|()| self.reply(id)),
-            Command::Command(cmd) => hub.user_command(&self.shared, &cmd),
+            // Awaited here, not spawned: the answer stays in order with this session's frames.
+            Command::Command(cmd) => hub
+                .user_command(&self.shared, cmd)
+                .await
+                .map(|data| self.reply_with(id, data)),
             Command::Refresh(refresh) => self.refresh(refresh.token).await.map(|()| self.reply(id)),
             Command::Auth(_) => Err(ErrorBody::new(
                 ErrorCode::ProtocolError,
@@ -320,11 +324,12 @@ impl SessionHandle {
     }
 
     fn reply(&self, id: Option<u64>) {
+        self.reply_with(id, streamgate_protocol::Payload::null());
+    }
+
+    fn reply_with(&self, id: Option<u64>, data: streamgate_protocol::Payload) {
         if let Some(id) = id {
-            self.send(ServerFrame::Reply(Reply {
-                id,
-                data: streamgate_protocol::Payload::null(),
-            }));
+            self.send(ServerFrame::Reply(Reply { id, data }));
         }
     }
 

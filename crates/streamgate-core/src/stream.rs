@@ -1,6 +1,6 @@
 use serde::Serialize;
 use streamgate_protocol::{
-    Complete, ErrorCode, Payload, Position, Progress, RoomId, StreamError, StreamEvent,
+    Cancelled, Complete, ErrorCode, Payload, Position, Progress, RoomId, StreamError, StreamEvent,
     StreamUpdate, Token,
 };
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
@@ -12,9 +12,10 @@ use crate::{Hub, Publish, PublishError};
 /// exactly one terminal update. Every update is a logged publication in the stream's room, so
 /// viewers can join late and resume after a reconnect.
 ///
-/// Dropping the handle without [`complete`](StreamHandle::complete) or
-/// [`error`](StreamHandle::error) publishes `stream.error` with `STREAM_ABORTED`, so viewers
-/// never wait for a stream whose producer is gone.
+/// Dropping the handle without [`complete`](StreamHandle::complete),
+/// [`error`](StreamHandle::error) or [`end_cancelled`](StreamHandle::end_cancelled) publishes
+/// `stream.cancelled` if a client stopped the stream, and `stream.error` with `STREAM_ABORTED`
+/// otherwise, so viewers never wait for a stream whose producer is gone.
 ///
 /// ```
 /// use streamgate_core::{Hub, HubConfig};
@@ -124,9 +125,36 @@ impl StreamHandle {
         }))
     }
 
-    /// Resolves when [`Hub::cancel_stream`] is called for the stream's room (a client's Stop
-    /// command will call it once commands have handlers). The producer should then stop and end
-    /// the stream.
+    /// Ends the stream after a Stop (`stream.cancelled`), with whatever the run produced so far
+    /// as `result` (`()` for `null`). Call it once [`cancelled`](StreamHandle::cancelled)
+    /// resolved; every viewer, every tab, receives it as the stream's terminal update.
+    ///
+    /// ```
+    /// use streamgate_core::{Hub, HubConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let hub = Hub::builder(HubConfig::default()).build()?;
+    /// let room: streamgate_protocol::RoomId = "execution:run-8".parse()?;
+    /// let stream = hub.stream(room.clone());
+    /// stream.token("Hel")?;
+    /// assert!(hub.cancel_stream(&room));
+    /// stream.cancelled().await;
+    /// stream.end_cancelled(serde_json::json!({"tokens": 1}))?;
+    /// assert!(!hub.cancel_stream(&room));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn end_cancelled(mut self, result: impl Serialize) -> Result<Position, PublishError> {
+        self.ended = true;
+        self.send(&StreamUpdate::Cancelled(Cancelled {
+            result: Payload::json(&result)?,
+        }))
+    }
+
+    /// Resolves when [`Hub::cancel_stream`] is called for the stream's room, e.g. by a
+    /// client's `stream.cancel` command (Stop). The producer should then stop, within one
+    /// token, and end the stream with [`end_cancelled`](StreamHandle::end_cancelled).
     pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
         self.cancel.cancelled()
     }
@@ -141,10 +169,14 @@ impl StreamHandle {
 impl Drop for StreamHandle {
     fn drop(&mut self) {
         if !self.ended {
-            let update = StreamUpdate::Error(StreamError {
-                code: ErrorCode::StreamAborted,
-                message: "the producer stopped without ending the stream".into(),
-            });
+            let update = if self.cancel.is_cancelled() {
+                StreamUpdate::Cancelled(Cancelled::default())
+            } else {
+                StreamUpdate::Error(StreamError {
+                    code: ErrorCode::StreamAborted,
+                    message: "the producer stopped without ending the stream".into(),
+                })
+            };
             if let Err(e) = self.send(&update) {
                 tracing::warn!(room = %self.room, error = %e, "cannot publish stream abort");
             }

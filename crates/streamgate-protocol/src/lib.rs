@@ -19,7 +19,7 @@ pub use frame::{
 pub use payload::{Payload, PayloadError};
 pub use publication::{Position, Priority, Publication};
 pub use room::{RoomId, RoomIdError};
-pub use stream::{Complete, Progress, StreamError, StreamEvent, StreamUpdate, Token};
+pub use stream::{Cancelled, Complete, Progress, StreamError, StreamEvent, StreamUpdate, Token};
 
 /// Version of the wire protocol this crate speaks. It is part of the WebSocket subprotocol
 /// names (`streamgate.v1.json`, `streamgate.v1.bincode`) and of the `connected` frame.

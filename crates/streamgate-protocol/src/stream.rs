@@ -50,6 +50,15 @@ pub struct StreamError {
     pub message: String,
 }
 
+/// A client stopped the stream (the `stream.cancel` command) and the producer ended it. Event
+/// name `stream.cancelled`; terminal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Cancelled {
+    /// What the run produced before it stopped, `null` when there is nothing to report.
+    #[serde(default)]
+    pub result: Payload,
+}
+
 /// One update of a producer's stream. Each becomes one publication in the stream's room, with
 /// the event name from [`StreamUpdate::event_name`] and the variant's fields as JSON data.
 ///
@@ -74,6 +83,8 @@ pub enum StreamUpdate {
     Complete(Complete),
     /// `stream.error` (terminal)
     Error(StreamError),
+    /// `stream.cancelled` (terminal)
+    Cancelled(Cancelled),
 }
 
 impl StreamUpdate {
@@ -87,6 +98,8 @@ impl StreamUpdate {
     pub const COMPLETE: &'static str = "stream.complete";
     /// Event name of the failed terminal update.
     pub const ERROR: &'static str = "stream.error";
+    /// Event name of the terminal update after a client's Stop.
+    pub const CANCELLED: &'static str = "stream.cancelled";
 
     /// The publication event name for this update.
     #[must_use]
@@ -97,13 +110,17 @@ impl StreamUpdate {
             Self::Progress(_) => Self::PROGRESS,
             Self::Complete(_) => Self::COMPLETE,
             Self::Error(_) => Self::ERROR,
+            Self::Cancelled(_) => Self::CANCELLED,
         }
     }
 
     /// Whether this update ends the stream.
     #[must_use]
     pub fn is_terminal(&self) -> bool {
-        matches!(self, Self::Complete(_) | Self::Error(_))
+        matches!(
+            self,
+            Self::Complete(_) | Self::Error(_) | Self::Cancelled(_)
+        )
     }
 
     /// The publication data for this update.
@@ -114,6 +131,7 @@ impl StreamUpdate {
             Self::Progress(v) => Payload::json(v),
             Self::Complete(v) => Payload::json(v),
             Self::Error(v) => Payload::json(v),
+            Self::Cancelled(v) => Payload::json(v),
         }
     }
 
@@ -127,6 +145,7 @@ impl StreamUpdate {
             Self::PROGRESS => data.decode().map(Self::Progress),
             Self::COMPLETE => data.decode().map(Self::Complete),
             Self::ERROR => data.decode().map(Self::Error),
+            Self::CANCELLED => data.decode().map(Self::Cancelled),
             _ => return None,
         })
     }

@@ -12,6 +12,8 @@ pub const STREAM_DATA: &str = "stream.data";
 pub const STREAM_COMPLETE: &str = StreamUpdate::COMPLETE;
 /// Server → client: a publication whose event is `stream.error`.
 pub const STREAM_ERROR: &str = StreamUpdate::ERROR;
+/// Server → client: the terminal `stream.cancelled` publication (a client stopped the stream).
+pub const STREAM_CANCELLED: &str = StreamUpdate::CANCELLED;
 /// Server → client: a presence diff of a joined room.
 pub const PRESENCE: &str = "presence";
 /// Server → client: an error that answers no acknowledgement callback.
@@ -49,6 +51,7 @@ pub fn for_publication(event: &str) -> &'static str {
     match event {
         StreamUpdate::COMPLETE => STREAM_COMPLETE,
         StreamUpdate::ERROR => STREAM_ERROR,
+        StreamUpdate::CANCELLED => STREAM_CANCELLED,
         _ => STREAM_DATA,
     }
 }

@@ -2,9 +2,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 use streamgate_core::{
-    Authenticator, Authorizer, Backplane, ConfigError, HistoryStore, Hub, HubBuilder, HubConfig,
-    PresenceStore, Publish, PublishError, PublishOutcome, RateLimiter, RoomPolicy, StreamHandle,
-    Transport,
+    Authenticator, Authorizer, Backplane, CommandHandler, ConfigError, HistoryStore, Hub,
+    HubBuilder, HubConfig, PresenceStore, Publish, PublishError, PublishOutcome, RateLimiter,
+    RoomPolicy, StreamHandle, Transport,
 };
 use streamgate_protocol::RoomId;
 
@@ -158,6 +158,32 @@ impl GatewayBuilder {
     /// Sets the authorization policy.
     pub fn authorizer(mut self, authorizer: impl Authorizer) -> Self {
         self.hub = self.hub.authorizer(authorizer);
+        self
+    }
+
+    /// Registers the handler of the application command `name`, on every transport: after
+    /// the rate limit and the authorizer (`Action::Command`), the handler's data is the
+    /// `reply`, its [`CommandError`](crate::CommandError) a typed `error`. Write handlers with
+    /// [`typed`](crate::typed) (typed, validated data; your crate needs `validator`) or
+    /// implement [`CommandHandler`]. The built-in `stream.cancel` (Stop) is registered
+    /// already. Handlers run on the session's task, in order with its frames: never block.
+    ///
+    /// ```
+    /// use streamgate::{BoxFuture, CommandContext, CommandError, CommandHandler, Gateway, Payload};
+    ///
+    /// struct Whoami;
+    /// impl CommandHandler for Whoami {
+    ///     fn call(&self, ctx: CommandContext, _: Payload) -> BoxFuture<'_, Result<Payload, CommandError>> {
+    ///         let user = ctx.principal().user.clone();
+    ///         Box::pin(async move { Payload::json(&user).map_err(|e| CommandError::Internal(e.to_string())) })
+    ///     }
+    /// }
+    ///
+    /// let gateway = Gateway::builder().command("whoami", Whoami).build()?;
+    /// # Ok::<(), streamgate::BuildError>(())
+    /// ```
+    pub fn command(mut self, name: impl Into<String>, handler: impl CommandHandler) -> Self {
+        self.hub = self.hub.command(name, handler);
         self
     }
 
