@@ -1,5 +1,8 @@
-//! Runnable examples of the `streamgate` facade; see `quickstart.rs`. This library part holds
-//! the demo producer so that tests can run it too.
+//! Runnable examples of the `streamgate` facade; see `quickstart.rs` and `chat/main.rs`. This
+//! library part holds what the examples run — the demo producer, the [`chat`] service — so
+//! that tests can run it too.
+
+pub mod chat;
 
 use std::time::Duration;
 

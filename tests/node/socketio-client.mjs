@@ -1,7 +1,7 @@
 // The official socket.io-client, driven by the Rust Socket.IO tests (tests/tests/socketio.rs).
 //
 //   node socketio-client.mjs <namespace-url> <token> [room=ROOM] [since=N] [until=N|terminal]
-//                            [transports=websocket|polling] [timeout=MS] [probe=1]
+//                            [transports=websocket|polling] [timeout=MS] [probe=1] [ack=1]
 //
 // Connects to <namespace-url> (e.g. http://127.0.0.1:4000/streaming) with auth { token }. On
 // every connect (the first and each reconnect) it joins ROOM, with `since` = the offset of the
@@ -18,6 +18,8 @@
 // It is done after the publication with offset `until` (default: a stream.complete or
 // stream.error). With `probe=1` and no room it sends a few commands once connected, prints
 // {"kind":"ack","event":"...","ack":{...}} for each answer, and is done after the last.
+// With `ack=1` it answers the acknowledgement callback of every publication sent with `ack`
+// and prints {"kind":"acked","event":"...","offset":N}; without it, it never answers.
 // After a `gateway.disconnect` with `reconnect: true`, it calls
 // `socket.connect()` when the server has disconnected it, as docs/protocol-socketio.md tells
 // clients to. Without a room it is done once connected. It gives up after `timeout` ms
@@ -62,8 +64,14 @@ const socket = io(url, {
   reconnectionDelayMax: 500,
 });
 
-socket.onAny((event, data) => {
+socket.onAny((event, data, ...rest) => {
   print({ kind: 'event', event, data });
+  // A publication sent with `ack` carries the Socket.IO acknowledgement callback last.
+  const callback = rest.at(-1);
+  if (options.ack === '1' && typeof callback === 'function') {
+    callback('ok');
+    print({ kind: 'acked', event, offset: data && data.offset });
+  }
   if (event === 'gateway.disconnect') {
     reconnect = Boolean(data && data.reconnect);
   }

@@ -2,6 +2,7 @@
 //! WebSocket (tokio-tungstenite) that speaks both codecs.
 
 pub mod browser;
+pub mod node;
 
 use std::{net::SocketAddr, time::Duration};
 

@@ -2,23 +2,20 @@
 //! (driven through `tests/node/socketio-client.mjs`), Engine.IO's default long-polling
 //! handshake and WebSocket upgrade.
 
-use std::{process::Stdio, time::Duration};
+use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail, ensure};
+use anyhow::{Result, anyhow, bail, ensure};
 use serde_json::{Value, json};
 use streamgate::{
     ErrorCode, Gateway, Principal, RoomId, RoomPolicy, StaticTokens, StreamHandle,
-    protocol::{Publication, ServerFrame, StreamUpdate, WireFormat},
+    protocol::{Publication, StreamUpdate},
 };
 use streamgate_e2e::{
-    STEP_TIMEOUT, TestServer, assert_contiguous,
-    browser::{node_dir, prerequisites},
+    TestServer, assert_contiguous,
+    browser::prerequisites,
+    node::{NodeClient, is_event, is_joined, publication},
 };
 use streamgate_socketio::SocketIoConfig;
-use tokio::{
-    io::{AsyncBufReadExt, BufReader, Lines},
-    process::{Child, ChildStdout, Command},
-};
 
 const TOKENS: usize = 1000;
 /// Tokens, one progress, one complete.
@@ -74,92 +71,6 @@ fn finish(stream: StreamHandle) -> Result<()> {
 fn produce(stream: StreamHandle) -> Result<()> {
     tokens(&stream, 0..TOKENS)?;
     finish(stream)
-}
-
-/// One `node socketio-client.mjs` process and the JSON lines it printed.
-struct NodeClient {
-    child: Child,
-    lines: Lines<BufReader<ChildStdout>>,
-    seen: Vec<Value>,
-}
-
-impl NodeClient {
-    async fn spawn(url: &str, token: &str, args: &[String]) -> Result<Self> {
-        let mut child = Command::new("node")
-            .arg(node_dir().join("socketio-client.mjs"))
-            .arg(url)
-            .arg(token)
-            .args(args)
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .context("start node socketio-client.mjs")?;
-        let stdout = child.stdout.take().context("stdout")?;
-        Ok(Self {
-            child,
-            lines: BufReader::new(stdout).lines(),
-            seen: Vec::new(),
-        })
-    }
-
-    /// The next line; fails on a `fatal` line, on exit, or after [`STEP_TIMEOUT`].
-    async fn next(&mut self) -> Result<Value> {
-        let line = tokio::time::timeout(STEP_TIMEOUT, self.lines.next_line())
-            .await
-            .map_err(|_| anyhow!("no line from the client within {STEP_TIMEOUT:?}"))??
-            .ok_or_else(|| anyhow!("the client exited; it printed {:#?}", self.seen))?;
-        let value: Value = serde_json::from_str(&line).with_context(|| line.clone())?;
-        if value["kind"] == "fatal" {
-            bail!("client failed: {value}; before that: {:#?}", self.seen);
-        }
-        self.seen.push(value.clone());
-        Ok(value)
-    }
-
-    /// Reads lines until one satisfies `done`, and returns it.
-    async fn until(&mut self, done: impl Fn(&Value) -> bool) -> Result<Value> {
-        loop {
-            let line = self.next().await?;
-            if done(&line) {
-                return Ok(line);
-            }
-        }
-    }
-
-    /// Reads up to the `done` line and checks that the process exits with success.
-    async fn finish(mut self) -> Result<Vec<Value>> {
-        self.until(|l| l["kind"] == "done" || l["kind"] == "connect_error")
-            .await?;
-        let status = tokio::time::timeout(STEP_TIMEOUT, self.child.wait())
-            .await
-            .map_err(|_| anyhow!("the client did not exit"))??;
-        ensure!(status.success(), "client exited with {status}");
-        Ok(self.seen)
-    }
-}
-
-fn is_joined(line: &Value) -> bool {
-    line["kind"] == "joined"
-}
-
-fn is_event(line: &Value, event: &str) -> bool {
-    line["kind"] == "event" && line["event"] == event
-}
-
-/// A `stream.*` event line as the publication it carries: its payload is the publication as
-/// the JSON codec writes it.
-fn publication(line: &Value) -> Option<Result<(String, Publication)>> {
-    let event = line["event"].as_str()?;
-    if line["kind"] != "event" || !event.starts_with("stream.") {
-        return None;
-    }
-    Some((|| {
-        let bytes = serde_json::to_vec(&line["data"])?;
-        match WireFormat::Json.decode_server(&bytes, usize::MAX)? {
-            ServerFrame::Publication(p) => Ok((event.to_owned(), p)),
-            other => bail!("{event} carried {other:?}"),
-        }
-    })())
 }
 
 /// The whole stream, in order: tokens as `stream.data`, progress as `stream.data`, then
@@ -283,7 +194,7 @@ async fn a_late_joiner_gets_what_it_missed_once_then_live() -> Result<()> {
 
     // Then live.
     server.gateway.publish(&run, "after", "live")?;
-    let lines_before = c.seen.len();
+    let lines_before = c.seen().len();
     let seen = c.finish().await?;
     let publications: Vec<_> = seen.iter().filter_map(publication).collect::<Result<_>>()?;
     let only: Vec<Publication> = publications.iter().map(|(_, p)| p.clone()).collect();

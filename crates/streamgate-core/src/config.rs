@@ -86,6 +86,19 @@ pub struct HubConfig {
     pub room_kinds: HashMap<String, RoomPolicy>,
     /// How often expired history and empty rooms are swept.
     pub sweep_interval: Duration,
+    /// How long a room's presence changes are collected before they go out as one `presence`
+    /// frame (per room and window).
+    pub presence_batch_window: Duration,
+    /// How long all of a user's sessions in a room must be inactive (no command other than
+    /// `ping`, `ack`, `refresh` or `presence`) before the user shows as `away` there.
+    pub presence_away_after: Duration,
+    /// How long typing lasts without a renewing `typing_start`; then the server sends
+    /// `typing.stop` itself.
+    pub typing_timeout: Duration,
+    /// How long a [`PresenceStore`](crate::PresenceStore) entry lives without a refresh. The
+    /// hub refreshes its own entries at every sweep, so this must exceed `sweep_interval`; it
+    /// only drops entries that no live node refreshes (a node that died).
+    pub presence_ttl: Duration,
     /// How long before a session's credentials expire it gets a `token.expiring` frame.
     pub token_expiry_warning: Duration,
     /// How often sessions are checked for expiring and expired credentials.
@@ -97,6 +110,22 @@ pub struct HubConfig {
     /// Longest delay for an address over the threshold (it starts at 100 ms and doubles with
     /// every further failure).
     pub auth_failure_max_delay: Duration,
+    /// How long a recipient has to acknowledge an `ack` publication before it is sent again.
+    pub ack_timeout: Duration,
+    /// Deliveries of an `ack` publication to one session (the first one included) before the
+    /// recipient is reported failed.
+    #[validate(range(min = 1, max = 100))]
+    pub ack_attempts: u32,
+    /// Publications kept per offline user (0 turns offline queues off); the oldest is dropped
+    /// when a new one arrives at a full queue.
+    #[validate(range(max = 100_000))]
+    pub offline_queue_size: usize,
+    /// How long a publication waits in an offline queue.
+    pub offline_ttl: Duration,
+    /// Offline users with a queue at once; publications for further offline users are dropped
+    /// (and counted) until queues drain or expire.
+    #[validate(range(min = 1))]
+    pub offline_max_users: usize,
 }
 
 impl Default for HubConfig {
@@ -106,11 +135,20 @@ impl Default for HubConfig {
             default_policy: RoomPolicy::default(),
             room_kinds: HashMap::new(),
             sweep_interval: Duration::from_secs(30),
+            presence_batch_window: Duration::from_millis(50),
+            presence_away_after: Duration::from_secs(60),
+            typing_timeout: Duration::from_secs(5),
+            presence_ttl: Duration::from_secs(300),
             token_expiry_warning: Duration::from_secs(60),
             expiry_check_interval: Duration::from_secs(1),
             auth_failure_threshold: 5,
             auth_failure_window: Duration::from_secs(60),
             auth_failure_max_delay: Duration::from_secs(5),
+            ack_timeout: Duration::from_secs(5),
+            ack_attempts: 3,
+            offline_queue_size: 100,
+            offline_ttl: Duration::from_secs(3600),
+            offline_max_users: 100_000,
         }
     }
 }
@@ -139,6 +177,110 @@ impl HubConfig {
         self
     }
 
+    /// Sets how long a recipient has to acknowledge an `ack` publication, and how many
+    /// deliveries (the first one included) it gets before it is reported failed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streamgate_core::HubConfig;
+    ///
+    /// let config = HubConfig::default().acks(Duration::from_secs(2), 5);
+    /// assert_eq!(config.ack_attempts, 5);
+    /// assert!(config.check().is_ok());
+    /// assert!(HubConfig::default().acks(Duration::ZERO, 3).check().is_err());
+    /// ```
+    #[must_use]
+    pub fn acks(mut self, timeout: Duration, attempts: u32) -> Self {
+        self.ack_timeout = timeout;
+        self.ack_attempts = attempts;
+        self
+    }
+
+    /// Sets the offline queue of every user: at most `size` publications (0 turns offline
+    /// delivery off), each kept for `ttl`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streamgate_core::HubConfig;
+    ///
+    /// let config = HubConfig::default().offline_queue(50, Duration::from_secs(600));
+    /// assert_eq!(config.offline_queue_size, 50);
+    /// assert!(config.check().is_ok());
+    /// ```
+    #[must_use]
+    pub fn offline_queue(mut self, size: usize, ttl: Duration) -> Self {
+        self.offline_queue_size = size;
+        self.offline_ttl = ttl;
+        self
+    }
+
+    /// Sets how long presence changes are batched per room before one `presence` frame goes
+    /// out (default 50 ms).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streamgate_core::HubConfig;
+    ///
+    /// let config = HubConfig::default().presence_batch_window(Duration::from_millis(100));
+    /// assert!(config.check().is_ok());
+    /// assert!(HubConfig::default().presence_batch_window(Duration::ZERO).check().is_err());
+    /// ```
+    #[must_use]
+    pub fn presence_batch_window(mut self, window: Duration) -> Self {
+        self.presence_batch_window = window;
+        self
+    }
+
+    /// Sets how long a user's sessions in a room must all be inactive before the user shows as
+    /// `away` there (default 60 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streamgate_core::HubConfig;
+    ///
+    /// let config = HubConfig::default().presence_away_after(Duration::from_secs(300));
+    /// assert_eq!(config.presence_away_after, Duration::from_secs(300));
+    /// ```
+    #[must_use]
+    pub fn presence_away_after(mut self, inactive: Duration) -> Self {
+        self.presence_away_after = inactive;
+        self
+    }
+
+    /// Sets how long typing lasts without a renewal before the server ends it with
+    /// `typing.stop` (default 5 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streamgate_core::HubConfig;
+    ///
+    /// let config = HubConfig::default().typing_timeout(Duration::from_secs(3));
+    /// assert_eq!(config.typing_timeout, Duration::from_secs(3));
+    /// ```
+    #[must_use]
+    pub fn typing_timeout(mut self, timeout: Duration) -> Self {
+        self.typing_timeout = timeout;
+        self
+    }
+
+    /// Sets how long a presence entry lives in the store without a refresh (default 5 min);
+    /// must exceed the sweep interval, at which the hub refreshes its own entries.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streamgate_core::HubConfig;
+    ///
+    /// let config = HubConfig::default().presence_ttl(Duration::from_secs(120));
+    /// assert!(config.check().is_ok());
+    /// // Shorter than the sweep interval (30 s): live entries of other nodes would expire.
+    /// assert!(HubConfig::default().presence_ttl(Duration::from_secs(10)).check().is_err());
+    /// ```
+    #[must_use]
+    pub fn presence_ttl(mut self, ttl: Duration) -> Self {
+        self.presence_ttl = ttl;
+        self
+    }
+
     /// The policy that applies to rooms of `kind`.
     #[must_use]
     pub fn policy_for(&self, kind: &str) -> &RoomPolicy {
@@ -163,6 +305,28 @@ impl HubConfig {
         }
         if self.sweep_interval.is_zero() {
             return Err(ConfigError("sweep_interval: must be positive".into()));
+        }
+        for (name, value) in [
+            ("presence_batch_window", self.presence_batch_window),
+            ("presence_away_after", self.presence_away_after),
+            ("typing_timeout", self.typing_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError(format!("{name}: must be positive")));
+            }
+        }
+        if self.presence_ttl <= self.sweep_interval {
+            return Err(ConfigError(
+                "presence_ttl: must be longer than sweep_interval".into(),
+            ));
+        }
+        if self.ack_timeout.is_zero() {
+            return Err(ConfigError("ack_timeout: must be positive".into()));
+        }
+        if self.offline_queue_size > 0 && self.offline_ttl.is_zero() {
+            return Err(ConfigError(
+                "offline_ttl: must be positive when offline_queue_size > 0".into(),
+            ));
         }
         if self.expiry_check_interval.is_zero() {
             return Err(ConfigError(

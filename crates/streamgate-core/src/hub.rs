@@ -1,3 +1,5 @@
+mod presence;
+
 use std::{
     collections::HashMap,
     sync::{
@@ -12,8 +14,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use streamgate_protocol::{
     Connected, ErrorBody, ErrorCode, Join, Joined, Left, PROTOCOL_VERSION, Payload, Position,
-    PresenceDiff, PresenceEntry, Priority, Publication, RoomId, ServerFrame, TokenExpiring,
-    UserCommand, WireFormat,
+    Priority, Publication, RoomId, ServerFrame, TokenExpiring, UserCommand, WireFormat,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -23,7 +24,9 @@ use crate::{
     MemoryPresence, Metrics, OpenPolicy, OutFrame, Outbound, PresenceStore, Principal,
     PublishError, RateLimiter, RoomPolicy, SessionHandle, SessionId, SessionOptions, SessionQueue,
     StaticTokens, StreamHandle, Unlimited,
+    ack::{AckKey, AckTracker, Delivery},
     command::{STREAM_CANCEL, StreamCancel},
+    offline::{Enqueued, OfflineQueues},
     session::{Push, SessionShared},
     throttle::AuthThrottle,
 };
@@ -39,15 +42,20 @@ pub struct Target {
 }
 
 impl Target {
-    fn matches(&self, session: &SessionShared) -> bool {
-        self.sessions.contains(&session.id)
-            || (!self.users.is_empty()
-                && session
-                    .principal
-                    .read()
-                    .user
-                    .as_ref()
-                    .is_some_and(|u| self.users.contains(u)))
+    /// Whether `session` is targeted; records which targeted user it belongs to in `reached`.
+    fn matches(&self, session: &SessionShared, reached: &mut [bool]) -> bool {
+        if self.users.is_empty() {
+            return self.sessions.contains(&session.id);
+        }
+        let principal = session.principal.read();
+        let user = principal
+            .user
+            .as_ref()
+            .and_then(|u| self.users.iter().position(|t| t == u));
+        if let Some(i) = user {
+            reached[i] = true;
+        }
+        user.is_some() || self.sessions.contains(&session.id)
     }
 }
 
@@ -143,6 +151,9 @@ pub struct PublishOutcome {
     pub dropped: usize,
     /// Sessions closed with `SLOW_CONSUMER` by this publication.
     pub overflowed: usize,
+    /// Targeted users without a session in the room for whom the publication waits in their
+    /// offline queue.
+    pub offline: usize,
 }
 
 /// Sizes of the hub's state.
@@ -157,6 +168,10 @@ pub struct HubStats {
     pub logged_rooms: usize,
     /// Frames waiting in all session queues together; bounded by sessions × queue capacity.
     pub queued: usize,
+    /// Users with an offline queue.
+    pub offline_users: usize,
+    /// Frames waiting in all offline queues together.
+    pub offline_queued: usize,
 }
 
 struct Member {
@@ -179,6 +194,8 @@ struct RoomState {
     formats: [usize; 2],
     /// Set when the room is removed from the hub's map; holders of a stale `Arc` look again.
     dead: bool,
+    /// Who is present, per user, and the diff waiting for the next flush.
+    presence: presence::RoomPresence,
 }
 
 impl RoomState {
@@ -215,6 +232,8 @@ impl RoomState {
 struct Room {
     policy: RoomPolicy,
     state: Mutex<RoomState>,
+    /// Who is typing; locked before `state` when both are (see `hub::presence`).
+    typing: Mutex<presence::Typists>,
 }
 
 struct StreamEntry {
@@ -234,6 +253,8 @@ pub(crate) struct HubInner {
     pub(crate) authorizer: Arc<dyn Authorizer>,
     pub(crate) rate_limiter: Arc<dyn RateLimiter>,
     commands: HashMap<String, Arc<dyn CommandHandler>>,
+    tracking: presence::Tracking,
+    offline: OfflineQueues,
     metrics: Metrics,
     auth_throttle: AuthThrottle,
     next_id: AtomicU64,
@@ -371,13 +392,21 @@ impl HubBuilder {
     }
 
     /// Validates the configuration and builds the hub. Inside a Tokio runtime this also starts
-    /// the sweeper that trims expired history; it stops when the last clone of the hub drops.
+    /// the sweeper that trims expired history, the credential expiry check and the presence
+    /// task ([`Hub::check_presence`] every batch window); they stop when the last clone of the
+    /// hub drops. Without a runtime, call [`Hub::sweep`], [`Hub::check_expiry`] and
+    /// [`Hub::check_presence`] yourself.
     pub fn build(self) -> Result<Hub, ConfigError> {
         self.config.check()?;
         let auth_throttle = AuthThrottle::new(
             self.config.auth_failure_threshold,
             self.config.auth_failure_window,
             self.config.auth_failure_max_delay,
+        );
+        let offline = OfflineQueues::new(
+            self.config.offline_queue_size,
+            self.config.offline_ttl,
+            self.config.offline_max_users,
         );
         let hub = Hub {
             inner: Arc::new(HubInner {
@@ -392,6 +421,8 @@ impl HubBuilder {
                 authorizer: self.authorizer,
                 rate_limiter: self.rate_limiter,
                 commands: self.commands,
+                tracking: presence::Tracking::new(),
+                offline,
                 metrics: Metrics::default(),
                 auth_throttle,
                 next_id: AtomicU64::new(1),
@@ -406,6 +437,10 @@ impl HubBuilder {
             runtime.spawn(sweeper(
                 Arc::downgrade(&hub.inner),
                 hub.inner.config.sweep_interval,
+            ));
+            runtime.spawn(presence::watch(
+                Arc::downgrade(&hub.inner),
+                hub.inner.config.presence_batch_window,
             ));
         }
         Ok(hub)
@@ -493,6 +528,8 @@ impl Hub {
             rooms: self.inner.rooms.len(),
             logged_rooms: self.inner.history.rooms(),
             queued: self.inner.sessions.iter().map(|s| s.queued()).sum(),
+            offline_users: self.inner.offline.users(),
+            offline_queued: self.inner.offline.len(),
         }
     }
 
@@ -524,6 +561,49 @@ impl Hub {
             _ => {}
         }
         result
+    }
+
+    /// Admits a new connection from `address` (when the transport knows it) under the rate
+    /// limiter's per-address connection quota; transports call it before authenticating. A
+    /// refusal is `RATE_LIMITED` with `retry_after_ms`.
+    ///
+    /// ```
+    /// use std::{net::IpAddr, time::Duration};
+    /// use streamgate_core::{Hub, HubConfig, RateKey, RateLimiter};
+    /// use streamgate_protocol::ErrorCode;
+    ///
+    /// struct OnePerAddress(std::sync::Mutex<Vec<IpAddr>>);
+    /// impl RateLimiter for OnePerAddress {
+    ///     fn check(&self, _: &RateKey<'_>) -> Result<(), Duration> { Ok(()) }
+    ///     fn check_connect(&self, address: IpAddr) -> Result<(), Duration> {
+    ///         let mut seen = self.0.lock().expect("lock");
+    ///         if seen.contains(&address) { return Err(Duration::from_secs(1)) }
+    ///         seen.push(address);
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let hub = Hub::builder(HubConfig::default())
+    ///     .rate_limiter(OnePerAddress(Default::default()))
+    ///     .build()?;
+    /// let address = Some("127.0.0.1:50000".parse()?);
+    /// assert!(hub.admit(address).is_ok());
+    /// let refused = hub.admit(address).expect_err("second connection");
+    /// assert_eq!((refused.code, refused.retry_after_ms), (ErrorCode::RateLimited, Some(1000)));
+    /// assert!(hub.admit(None).is_ok()); // unknown address: nothing to key on
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn admit(&self, address: Option<std::net::SocketAddr>) -> Result<(), ErrorBody> {
+        let Some(address) = address else {
+            return Ok(());
+        };
+        self.inner
+            .rate_limiter
+            .check_connect(address.ip())
+            .map_err(|wait| {
+                self.inner.metrics.error(ErrorCode::RateLimited);
+                crate::ratelimit::rate_limited(wait, "too many connections from this address")
+            })
     }
 
     /// Addresses currently remembered for failed authentications.
@@ -642,6 +722,52 @@ impl Hub {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn publish(&self, room: &RoomId, publish: Publish) -> Result<PublishOutcome, PublishError> {
+        self.publish_tracked(room, publish)
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// Publishes like [`Hub::publish`] with `ack` set, and follows the acknowledgements: each
+    /// recipient session that does not `ack` within [`HubConfig::ack_timeout`] gets the
+    /// publication again, up to [`HubConfig::ack_attempts`] deliveries, and is then reported
+    /// failed. The returned [`Delivery`] gives the [`DeliveryReport`](crate::DeliveryReport)
+    /// (delivered, pending, failed by session and user, and targeted users that were offline).
+    /// Retries run on the Tokio runtime the call is made in.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streamgate_core::{Hub, HubConfig, Principal, Publish, WireFormat};
+    /// use streamgate_protocol::{ClientFrame, Command, Join};
+    ///
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let hub = Hub::builder(HubConfig::default().acks(Duration::from_millis(20), 3)).build()?;
+    /// let room: streamgate_protocol::RoomId = "conversation:42".parse()?;
+    /// let (bob, mut queue) = hub.connect(Principal::user("bob"), "example", WireFormat::Json);
+    /// bob.handle(ClientFrame::new(Command::Join(Join::new(room.clone())))).await;
+    ///
+    /// // Bob never acknowledges: three deliveries, then he is reported failed.
+    /// let delivery = hub.publish_with_report(&room, Publish::json("message.created", &"hi")?)?;
+    /// let report = delivery.report().await;
+    /// assert_eq!(report.failed.len(), 1);
+    /// assert_eq!(report.failed[0].attempts, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn publish_with_report(
+        &self,
+        room: &RoomId,
+        publish: Publish,
+    ) -> Result<Delivery, PublishError> {
+        let (outcome, tracker) = self.publish_tracked(room, publish.ack())?;
+        let tracker = tracker.ok_or_else(|| PublishError::Invalid("nothing to track".into()))?;
+        Ok(Delivery { outcome, tracker })
+    }
+
+    fn publish_tracked(
+        &self,
+        room: &RoomId,
+        publish: Publish,
+    ) -> Result<(PublishOutcome, Option<Arc<AckTracker>>), PublishError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(PublishError::ShuttingDown);
         }
@@ -671,7 +797,7 @@ impl Hub {
             priority,
             ack,
         };
-        let (frame, outcome) = self.with_room(room, |room_entry, state| {
+        let (frame, outcome, tracker) = self.with_room(room, |room_entry, state| {
             let frame = if live {
                 let mut publication = publication;
                 publication.epoch = self.inner.history.position(room).epoch;
@@ -683,8 +809,41 @@ impl Hub {
             } else {
                 self.inner.history.append(&room_entry.policy, publication)
             };
-            let outcome = fan_out(state, &frame, volatile, target.as_ref());
-            (frame, outcome)
+            // Volatile publications are best effort: never tracked, never queued offline.
+            let tracker = (ack && !volatile)
+                .then(|| {
+                    frame
+                        .publication()
+                        .map(|p| AckTracker::new(Arc::clone(&frame), p))
+                })
+                .flatten();
+            let mut reached = vec![false; target.as_ref().map_or(0, |t| t.users.len())];
+            let mut outcome = fan_out(
+                state,
+                &frame,
+                &FanOut {
+                    volatile,
+                    target: target.as_ref(),
+                    tracker: tracker.as_ref(),
+                },
+                &mut reached,
+            );
+            // Still under the room lock: a join of a targeted user either saw this
+            // publication live or finds it in the offline queue, never both or neither.
+            if let Some(target) = target.as_ref().filter(|_| !volatile) {
+                for (user, _) in target.users.iter().zip(&reached).filter(|(_, r)| !**r) {
+                    match self.inner.offline.push(user, room, &frame) {
+                        Enqueued::Queued | Enqueued::Displaced => {
+                            outcome.offline += 1;
+                            if let Some(tracker) = &tracker {
+                                tracker.add_offline(user.clone());
+                            }
+                        }
+                        Enqueued::Refused => outcome.dropped += 1,
+                    }
+                }
+            }
+            (frame, outcome, tracker)
         });
         let m = &self.inner.metrics;
         m.messages_out(outcome.delivered as u64, outcome.dropped as u64);
@@ -692,7 +851,29 @@ impl Hub {
             m.error(ErrorCode::SlowConsumer);
         }
         self.inner.backplane.publish(&frame);
-        Ok(outcome)
+        if let Some(tracker) = &tracker {
+            tracker.seal();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let config = &self.inner.config;
+                runtime.spawn(crate::ack::drive(
+                    Arc::clone(tracker),
+                    config.ack_timeout,
+                    config.ack_attempts,
+                ));
+            }
+        }
+        Ok((outcome, tracker))
+    }
+
+    /// Records an acknowledgement from `session` (the `ack` command, or a transport's own
+    /// acknowledgement such as a Socket.IO callback); `false` when nothing of that session
+    /// waited for it (already acknowledged, failed, or never sent with `ack`).
+    pub fn acknowledge(&self, session: SessionId, ack: &streamgate_protocol::Ack) -> bool {
+        let Some(shared) = self.inner.sessions.get(&session).map(|s| Arc::clone(&s)) else {
+            return false;
+        };
+        let tracker = shared.acks.lock().remove(&AckKey::of_ack(ack));
+        tracker.is_some_and(|t| t.acknowledged(session))
     }
 
     fn room(&self, id: &RoomId) -> Arc<Room> {
@@ -703,6 +884,7 @@ impl Hub {
             Arc::new(Room {
                 policy: self.inner.config.policy_for(id.kind()).clone(),
                 state: Mutex::default(),
+                typing: Mutex::default(),
             })
         });
         Arc::clone(&room)
@@ -774,14 +956,21 @@ impl Hub {
             if !recovery.frames.is_empty() {
                 session.push(Outbound::Batch(recovery.frames.into()), false);
             }
+            // Publications targeted at this user while no session of theirs was here.
+            if let Some(user) = &principal.user {
+                for frame in self.inner.offline.take(user, &room) {
+                    if frame.publication().is_some_and(|p| member.wants(&p.event)) {
+                        session.push(Outbound::Frame(frame), false);
+                    }
+                }
+            }
             // A repeated join replaces the filter but is not a second presence.
             let new_member = state.insert(member);
             if new_member
                 && entry.policy.presence
                 && let Some(user) = &principal.user
-                && self.inner.presence.add(&room, user)
             {
-                state.broadcast_volatile(&presence_frame(&room, Some(user), None));
+                self.presence_joined(&room, state, user, session.id);
             }
             Ok(())
         })?;
@@ -814,13 +1003,14 @@ impl Hub {
             return;
         };
         let mut state = room.state.lock();
-        if !state.remove(session.id) || !room.policy.presence {
+        if !state.remove(session.id) {
             return;
         }
-        if let Some(user) = &session.principal().user
-            && self.inner.presence.remove(room_id, user)
-        {
-            state.broadcast_volatile(&presence_frame(room_id, None, Some(user)));
+        let typist = self.presence_left(room_id, &room, &mut state, session);
+        drop(state);
+        // The user's last session here: their typing ends too.
+        if let Some(typist) = typist {
+            self.stop_typing(room_id, &room, &typist);
         }
     }
 
@@ -834,30 +1024,6 @@ impl Hub {
         } else {
             Err(err(ErrorCode::NotJoined, "join the room first"))
         }
-    }
-
-    pub(crate) fn typing(
-        &self,
-        session: &SessionShared,
-        room: &RoomId,
-        active: bool,
-    ) -> Result<(), ErrorBody> {
-        let principal = session.principal();
-        self.inner
-            .authorizer
-            .authorize(&principal, Action::Publish(room))
-            .map_err(|code| err(code, "you may not publish to this room"))?;
-        self.require_member(session, room)?;
-        let event = if active {
-            "typing.start"
-        } else {
-            "typing.stop"
-        };
-        let data = Payload::json(&serde_json::json!({ "user": principal.user }))
-            .map_err(|_| err(ErrorCode::Internal, "internal error"))?;
-        self.publish(room, Publish::new(event, data).volatile())
-            .map(|_| ())
-            .map_err(|e| err(e.code(), "cannot publish now"))
     }
 
     /// Authorizes an application command, then runs its handler on the caller's (the
@@ -909,6 +1075,10 @@ impl Hub {
         let rooms: Vec<RoomId> = session.rooms.lock().drain().collect();
         for room in &rooms {
             self.remove_member(session, room);
+        }
+        let acks: Vec<_> = session.acks.lock().drain().map(|(_, t)| t).collect();
+        for tracker in acks {
+            tracker.session_closed(session.id);
         }
         self.inner.metrics.connection_closed(session.transport);
         tracing::debug!(session.id = %session.id, lived_ms = session.connected_at.elapsed().as_millis() as u64, "session disconnected");
@@ -975,8 +1145,9 @@ impl Hub {
         }
     }
 
-    /// Trims expired history, forgets rooms without members and lets the rate limiter evict
-    /// idle keys. Runs periodically on its own
+    /// Trims expired history, forgets rooms without members, lets the rate limiter evict
+    /// idle keys, and refreshes this node's presence entries before the [`PresenceStore`]
+    /// drops those older than [`HubConfig::presence_ttl`]. Runs periodically on its own
     /// inside a Tokio runtime; callable directly.
     pub fn sweep(&self) {
         let inner = &self.inner;
@@ -984,6 +1155,8 @@ impl Hub {
             .history
             .sweep(&|room| inner.config.policy_for(room.kind()).clone());
         inner.auth_throttle.sweep();
+        self.sweep_presence();
+        inner.offline.sweep();
         inner.rate_limiter.sweep();
         inner.rooms.retain(|_, room| {
             let mut state = room.state.lock();
@@ -1016,34 +1189,31 @@ impl Hub {
     }
 }
 
-fn presence_frame(room: &RoomId, joined: Option<&String>, left: Option<&String>) -> Arc<OutFrame> {
-    let entry = |u: Option<&String>| {
-        u.map(|user| PresenceEntry { user: user.clone() })
-            .into_iter()
-            .collect()
-    };
-    OutFrame::new(ServerFrame::Presence(PresenceDiff {
-        room: room.clone(),
-        joined: entry(joined),
-        left: entry(left),
-    }))
+/// How one publication fans out.
+struct FanOut<'a> {
+    volatile: bool,
+    target: Option<&'a Target>,
+    tracker: Option<&'a Arc<AckTracker>>,
 }
 
 /// The hot loop: one `Arc` clone and one non-blocking enqueue per recipient.
 fn fan_out(
     state: &RoomState,
     frame: &Arc<OutFrame>,
-    volatile: bool,
-    target: Option<&Target>,
+    how: &FanOut<'_>,
+    reached: &mut [bool],
 ) -> PublishOutcome {
-    let Some(publication) = frame.publication() else {
-        return PublishOutcome {
-            position: Position::default(),
-            delivered: 0,
-            dropped: 0,
-            overflowed: 0,
-        };
+    let mut outcome = PublishOutcome {
+        position: Position::default(),
+        delivered: 0,
+        dropped: 0,
+        overflowed: 0,
+        offline: 0,
     };
+    let Some(publication) = frame.publication() else {
+        return outcome;
+    };
+    outcome.position = publication.position();
     for format in WireFormat::ALL {
         if state.formats[format.index()] > 0
             && let Err(e) = frame.encode(format)
@@ -1051,25 +1221,31 @@ fn fan_out(
             tracing::error!(error = %e, ?format, "cannot encode publication");
         }
     }
-    let mut outcome = PublishOutcome {
-        position: publication.position(),
-        delivered: 0,
-        dropped: 0,
-        overflowed: 0,
-    };
     for member in state.members.values() {
-        if !member.wants(&publication.event) || target.is_some_and(|t| !t.matches(&member.session))
+        // Target first: a targeted user who is here but filters the event out was reached.
+        if how
+            .target
+            .is_some_and(|t| !t.matches(&member.session, reached))
+            || !member.wants(&publication.event)
         {
             continue;
         }
-        match member
+        if let Some(tracker) = how.tracker {
+            tracker.register(&member.session);
+        }
+        let push = member
             .session
-            .push(Outbound::Frame(Arc::clone(frame)), volatile)
-        {
+            .push(Outbound::Frame(Arc::clone(frame)), how.volatile);
+        match push {
             Push::Queued => outcome.delivered += 1,
             Push::Dropped => outcome.dropped += 1,
             Push::Overflowed => outcome.overflowed += 1,
             Push::Closed => {}
+        }
+        if push != Push::Queued
+            && let Some(tracker) = how.tracker
+        {
+            tracker.refused(&member.session);
         }
     }
     outcome

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+mod ack;
 mod auth;
 mod authz;
 mod backplane;
@@ -10,6 +11,7 @@ mod error;
 mod history;
 mod hub;
 mod metrics;
+mod offline;
 mod outbound;
 mod presence;
 mod principal;
@@ -20,6 +22,7 @@ mod stream;
 mod throttle;
 mod transport;
 
+pub use ack::{Delivery, DeliveryReport, Recipient};
 pub use auth::{AuthError, Authenticator, BoxFuture, Credentials, StaticTokens};
 pub use authz::{Action, Authorizer, OpenPolicy};
 pub use backplane::{Backplane, LocalBackplane};

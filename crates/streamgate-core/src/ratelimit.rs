@@ -1,9 +1,9 @@
 //! The rate limiting seam of the inbound pipeline: every client command is checked here after
 //! it was decoded and validated, and before it is authorized and handled.
 
-use std::time::Duration;
+use std::{net::IpAddr, time::Duration};
 
-use streamgate_protocol::Command;
+use streamgate_protocol::{Command, ErrorBody, ErrorCode};
 
 use crate::{Principal, SessionId};
 
@@ -102,6 +102,13 @@ pub fn command_kind(command: &Command) -> &str {
     }
 }
 
+/// A `RATE_LIMITED` error that tells the client to wait `wait`, rounded up to whole
+/// milliseconds (retrying after a truncated wait would be refused again).
+pub(crate) fn rate_limited(wait: Duration, message: &str) -> ErrorBody {
+    let ms = u64::try_from(wait.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
+    ErrorBody::new(ErrorCode::RateLimited, message).with_retry_after_ms(ms.max(1))
+}
+
 /// Decides whether a command may go through now. A refusal answers the request with
 /// `RATE_LIMITED` and `retry_after_ms`; the session stays open.
 ///
@@ -125,6 +132,13 @@ pub trait RateLimiter: Send + Sync + 'static {
     /// `Ok(())` to let the command through (and count it), or how long to wait before
     /// retrying.
     fn check(&self, key: &RateKey<'_>) -> Result<(), Duration>;
+
+    /// `Ok(())` to let a new connection from `address` go on to authentication, or how long
+    /// to wait. Transports ask before authenticating; the default lets every connection in.
+    fn check_connect(&self, address: IpAddr) -> Result<(), Duration> {
+        let _ = address;
+        Ok(())
+    }
 
     /// Forgets idle keys so memory stays bounded. The hub calls it from its sweeper every
     /// [`HubConfig::sweep_interval`](crate::HubConfig::sweep_interval); the default does

@@ -1,5 +1,5 @@
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     fmt,
     sync::{Arc, OnceLock},
     time::Instant,
@@ -13,8 +13,11 @@ use streamgate_protocol::{
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::{
-    Credentials, Hub, OutFrame, Outbound, Principal, RateKey, RateSubject, command_kind,
+    Credentials, Hub, OutFrame, Outbound, Principal, RateKey, RateSubject,
+    ack::{AckKey, AckTracker},
+    command_kind,
     queue::Queue,
+    ratelimit::rate_limited,
 };
 
 /// Identifies a session within one hub.
@@ -133,12 +136,16 @@ pub(crate) struct SessionShared {
     client_version: Option<String>,
     pub(crate) principal: RwLock<Arc<Principal>>,
     pub(crate) rooms: Mutex<HashSet<RoomId>>,
+    /// Publications sent with `ack` that wait for this session's acknowledgement.
+    pub(crate) acks: Mutex<HashMap<AckKey, Arc<AckTracker>>>,
     pub(crate) queue: Queue,
     closed: CancellationToken,
     close_reason: OnceLock<Disconnect>,
     pub(crate) connected_at: Instant,
     /// The credential expiry (seconds) the session was last warned about.
     pub(crate) warned_for: std::sync::atomic::AtomicU64,
+    /// When the session last did something a person does, for presence's `away`.
+    pub(crate) activity: crate::presence::Activity,
 }
 
 impl SessionShared {
@@ -156,11 +163,13 @@ impl SessionShared {
             client_version: options.client_version,
             principal: RwLock::new(Arc::new(principal)),
             rooms: Mutex::new(HashSet::new()),
+            acks: Mutex::new(HashMap::new()),
             queue: Queue::new(capacity),
             closed: CancellationToken::new(),
             close_reason: OnceLock::new(),
             connected_at: Instant::now(),
             warned_for: std::sync::atomic::AtomicU64::new(0),
+            activity: crate::presence::Activity::default(),
         })
     }
 
@@ -244,11 +253,12 @@ impl SessionHandle {
     }
 
     /// Handles one decoded client frame: built-in commands (join, leave, ping, typing, refresh,
-    /// ack) are answered here; the answer (or a typed error carrying the request id) is queued
+    /// ack, presence) are answered here; the answer (or a typed error carrying the request id) is queued
     /// to the session in order with its publications.
     pub async fn handle(&self, frame: ClientFrame) {
         let hub = &self.hub;
         hub.metrics().message_in();
+        hub.activity(&self.shared, &frame.cmd);
         let id = frame.id;
         // Pipeline: (decoded and validated by the transport) → rate limit → authorize (inside
         // each hub operation) → handle.
@@ -263,9 +273,12 @@ impl SessionHandle {
                 self.send(ServerFrame::Pong(Pong { id }));
                 Ok(())
             }
-            Command::Ack(ack) => hub
-                .require_member(&self.shared, &ack.room)
-                .map(|()| self.reply(id)),
+            // An ack of something not (or no longer) awaited is still fine: retries and
+            // reconnects make duplicates normal.
+            Command::Ack(ack) => hub.require_member(&self.shared, &ack.room).map(|()| {
+                hub.acknowledge(self.shared.id, &ack);
+                self.reply(id);
+            }),
             Command::TypingStart(t) => hub
                 .typing(&self.shared, &t.room, true)
                 .map(|()| self.reply(id)),
@@ -278,6 +291,9 @@ impl SessionHandle {
                 .await
                 .map(|data| self.reply_with(id, data)),
             Command::Refresh(refresh) => self.refresh(refresh.token).await.map(|()| self.reply(id)),
+            Command::Presence(query) => hub
+                .presence_query(&self.shared, &query.room)
+                .map(|data| self.reply_with(id, data)),
             Command::Auth(_) => Err(ErrorBody::new(
                 ErrorCode::ProtocolError,
                 "already authenticated",
@@ -298,12 +314,11 @@ impl SessionHandle {
             RateSubject::of(&principal, self.shared.id),
             command_kind(command),
         );
-        self.hub.inner.rate_limiter.check(&key).map_err(|wait| {
-            // Round up: retrying after a truncated wait would be refused again.
-            let ms = u64::try_from(wait.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
-            ErrorBody::new(ErrorCode::RateLimited, "too many requests; retry later")
-                .with_retry_after_ms(ms.max(1))
-        })
+        self.hub
+            .inner
+            .rate_limiter
+            .check(&key)
+            .map_err(|wait| rate_limited(wait, "too many requests; retry later"))
     }
 
     async fn refresh(&self, token: String) -> Result<(), ErrorBody> {

@@ -117,9 +117,13 @@ async fn presence_counts_users_not_sessions() {
         hub(HubConfig::default().room_kind("conversation", RoomPolicy::default().presence(true)));
     let r = room("conversation:3");
     let (_watcher, mut wq) = joined(&hub, "u2", &r).await;
+    hub.flush_presence();
+    drain(&mut wq);
     let (tab1, _q1) = joined(&hub, "u1", &r).await;
     let (tab2, _q2) = joined(&hub, "u1", &r).await;
+    // Diffs are batched per room; flushing sends what the window collected.
     let diffs = |q: &mut SessionQueue| {
+        hub.flush_presence();
         drain(q)
             .into_iter()
             .filter_map(|f| match f {

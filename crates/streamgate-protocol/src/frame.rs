@@ -65,6 +65,9 @@ pub enum Command {
     Command(UserCommand),
     /// Replace the session's credentials before they expire.
     Refresh(Refresh),
+    /// Ask who is present in a joined room; answered with a `reply` whose data is a
+    /// [`PresenceSnapshot`].
+    Presence(PresenceQuery),
 }
 
 impl Command {
@@ -79,6 +82,7 @@ impl Command {
         "typing_stop",
         "command",
         "refresh",
+        "presence",
     ];
 
     /// This command's wire name.
@@ -94,6 +98,7 @@ impl Command {
             Self::TypingStop(_) => "typing_stop",
             Self::Command(_) => "command",
             Self::Refresh(_) => "refresh",
+            Self::Presence(_) => "presence",
         }
     }
 
@@ -104,11 +109,12 @@ impl Command {
             Self::Join(c) => c.validate(),
             Self::Command(c) => c.validate(),
             Self::Refresh(c) => c.validate(),
+            Self::Ack(c) => c.validate(),
             Self::Leave(_)
-            | Self::Ack(_)
             | Self::Ping(_)
             | Self::TypingStart(_)
-            | Self::TypingStop(_) => Ok(()),
+            | Self::TypingStop(_)
+            | Self::Presence(_) => Ok(()),
         }
     }
 }
@@ -188,13 +194,65 @@ pub struct Leave {
     pub room: RoomId,
 }
 
-/// Acknowledge the publication at `offset` in `room`.
+/// Acknowledge a publication of `room` that was sent with `ack: true`: a logged one by its
+/// `offset`, a live-only one (offset 0, such as a targeted publication) by its `id`.
+///
+/// ```
+/// use streamgate_protocol::Ack;
+///
+/// let logged = Ack::offset("conversation:42".parse()?, 17);
+/// assert_eq!(logged.offset, 17);
+/// let live = Ack::live("user:u1".parse()?, "l42");
+/// assert_eq!(live.pub_id.as_deref(), Some("l42"));
+/// # Ok::<(), streamgate_protocol::RoomIdError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ack {
     /// The room.
     pub room: RoomId,
-    /// The publication's offset.
+    /// The publication's offset (0 or absent for a live-only publication).
+    #[serde(default)]
     pub offset: u64,
+    /// The publication's `id`, for live-only publications (`pub_id` on the wire: a frame's
+    /// `id` is its request id).
+    #[serde(default)]
+    pub pub_id: Option<String>,
+}
+
+impl Ack {
+    /// Checks that the ack names a publication (an offset or an id of at most 128 bytes).
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let named = match &self.pub_id {
+            Some(id) => !id.is_empty() && id.len() <= 128,
+            None => self.offset > 0,
+        };
+        if named {
+            return Ok(());
+        }
+        let mut errors = ValidationErrors::new();
+        errors.add("offset", ValidationError::new("offset_or_id"));
+        Err(errors)
+    }
+
+    /// Acknowledges the logged publication at `offset`.
+    #[must_use]
+    pub fn offset(room: RoomId, offset: u64) -> Self {
+        Self {
+            room,
+            offset,
+            pub_id: None,
+        }
+    }
+
+    /// Acknowledges the live-only publication whose `id` is `pub_id`.
+    #[must_use]
+    pub fn live(room: RoomId, pub_id: impl Into<String>) -> Self {
+        Self {
+            room,
+            offset: 0,
+            pub_id: Some(pub_id.into()),
+        }
+    }
 }
 
 /// Heartbeat; carries nothing.
@@ -229,6 +287,21 @@ pub struct Refresh {
     pub token: String,
 }
 
+/// Ask for the presence of a joined room: who is there, online or away, and who is typing.
+///
+/// ```
+/// use streamgate_protocol::{Command, PresenceQuery};
+///
+/// let query = Command::Presence(PresenceQuery { room: "conversation:42".parse()? });
+/// assert_eq!(query.name(), "presence");
+/// # Ok::<(), streamgate_protocol::RoomIdError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceQuery {
+    /// The room; the session must have joined it.
+    pub room: RoomId,
+}
+
 /// Everything the server sends. The JSON codec writes the variant name as the frame's `type`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -245,11 +318,11 @@ pub enum ServerFrame {
     Left(Left),
     /// Answer to `ping`.
     Pong(Pong),
-    /// Generic answer to a request (`ack`, `command`, `refresh`, `typing_*`).
+    /// Generic answer to a request (`ack`, `command`, `refresh`, `typing_*`, `presence`).
     Reply(Reply),
     /// A request failed, or an error not tied to a request (`id` absent).
     Error(ErrorFrame),
-    /// Who came and went in a room.
+    /// Who came, went, or changed state in a room.
     Presence(PresenceDiff),
     /// The server is closing the connection, and why.
     Disconnect(Disconnect),
@@ -358,22 +431,127 @@ pub struct ErrorFrame {
     pub error: ErrorBody,
 }
 
-/// One present user.
+/// How present a user is in a room. Several sessions of one user count once: the user is
+/// `away` only when every one of their sessions in the room has been inactive for the server's
+/// `presence_away_after` (60 s by default).
+///
+/// ```
+/// use streamgate_protocol::PresenceState;
+///
+/// assert_eq!(PresenceState::default(), PresenceState::Online);
+/// assert_eq!(serde_json::to_string(&PresenceState::Away)?, r#""away""#);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceState {
+    /// At least one of the user's sessions in the room was active recently.
+    #[default]
+    Online,
+    /// All of the user's sessions in the room have been inactive for a while.
+    Away,
+}
+
+/// One present user and their state.
+///
+/// ```
+/// use streamgate_protocol::{PresenceEntry, PresenceState};
+///
+/// let entry = PresenceEntry::online("u1");
+/// assert_eq!(entry.state, PresenceState::Online);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PresenceEntry {
     /// User id.
     pub user: String,
+    /// Online or away; in a diff's `left`, the state the user had before leaving. Missing in
+    /// JSON means `online`.
+    #[serde(default)]
+    pub state: PresenceState,
 }
 
-/// Presence changes in a room.
+impl PresenceEntry {
+    /// An entry for `user` in `state`.
+    #[must_use]
+    pub fn new(user: impl Into<String>, state: PresenceState) -> Self {
+        Self {
+            user: user.into(),
+            state,
+        }
+    }
+
+    /// An online entry for `user`.
+    #[must_use]
+    pub fn online(user: impl Into<String>) -> Self {
+        Self::new(user, PresenceState::Online)
+    }
+}
+
+/// Presence changes in a room, batched: the server collects a room's changes for a short
+/// window (50 ms by default) and sends them as one frame. A user who came and went within one
+/// window appears in neither list. Apply a diff as set operations: it may repeat what a
+/// [`PresenceSnapshot`] taken meanwhile already shows.
+///
+/// ```
+/// use streamgate_protocol::{PresenceDiff, PresenceEntry, PresenceState};
+///
+/// let diff = PresenceDiff {
+///     room: "conversation:42".parse()?,
+///     joined: vec![PresenceEntry::online("u2")],
+///     left: vec![],
+///     updated: vec![PresenceEntry::new("u3", PresenceState::Away)],
+/// };
+/// assert!(!diff.is_empty());
+/// # Ok::<(), streamgate_protocol::RoomIdError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PresenceDiff {
     /// The room.
     pub room: RoomId,
-    /// Users that became present.
+    /// Users that became present, with their state.
     pub joined: Vec<PresenceEntry>,
-    /// Users that left.
+    /// Users that left (their last session left the room or disconnected).
     pub left: Vec<PresenceEntry>,
+    /// Users still present whose state changed (online ↔ away), with the new state. Missing
+    /// in JSON means empty.
+    #[serde(default)]
+    pub updated: Vec<PresenceEntry>,
+}
+
+impl PresenceDiff {
+    /// Whether the diff changes nothing.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.joined.is_empty() && self.left.is_empty() && self.updated.is_empty()
+    }
+}
+
+/// The answer to a [`PresenceQuery`], carried as the `data` of a `reply`: everyone present in
+/// the room now, and who is typing.
+///
+/// ```
+/// use streamgate_protocol::{PresenceEntry, PresenceSnapshot};
+///
+/// let snapshot = PresenceSnapshot {
+///     room: "conversation:42".parse()?,
+///     users: vec![PresenceEntry::online("u1")],
+///     typing: vec!["u1".into()],
+/// };
+/// assert_eq!(
+///     serde_json::to_string(&snapshot)?,
+///     r#"{"room":"conversation:42","users":[{"user":"u1","state":"online"}],"typing":["u1"]}"#
+/// );
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceSnapshot {
+    /// The room.
+    pub room: RoomId,
+    /// Present users, sorted by user id.
+    pub users: Vec<PresenceEntry>,
+    /// Users typing now, sorted.
+    #[serde(default)]
+    pub typing: Vec<String>,
 }
 
 /// The server is closing the session.

@@ -13,8 +13,8 @@ pub use codec::{BincodeCodec, Codec, DecodeError, EncodeError, JsonCodec, WireFo
 pub use error::{ErrorBody, ErrorCode};
 pub use frame::{
     Ack, Auth, ClientFrame, Command, Connected, Disconnect, ErrorFrame, Join, Joined, Leave, Left,
-    Ping, Pong, PresenceDiff, PresenceEntry, Refresh, Reply, ServerFrame, TokenExpiring, Typing,
-    UserCommand,
+    Ping, Pong, PresenceDiff, PresenceEntry, PresenceQuery, PresenceSnapshot, PresenceState,
+    Refresh, Reply, ServerFrame, TokenExpiring, Typing, UserCommand,
 };
 pub use payload::{Payload, PayloadError};
 pub use publication::{Position, Priority, Publication};

@@ -43,14 +43,32 @@ fn command() -> impl Strategy<Value = Command> {
                 events
             })),
         room().prop_map(|room| Command::Leave(Leave { room })),
-        (room(), any::<u64>()).prop_map(|(room, offset)| Command::Ack(Ack { room, offset })),
+        (
+            room(),
+            any::<u64>(),
+            proptest::option::of("[a-z0-9-]{1,16}")
+        )
+            .prop_map(|(room, offset, pub_id)| Command::Ack(Ack {
+                room,
+                offset,
+                pub_id
+            })),
         Just(Command::Ping(Ping {})),
         room().prop_map(|room| Command::TypingStart(Typing { room })),
         room().prop_map(|room| Command::TypingStop(Typing { room })),
         ("[a-z.]{1,20}", proptest::option::of(room()), payload())
             .prop_map(|(name, room, data)| Command::Command(UserCommand { name, room, data })),
         text().prop_map(|token| Command::Refresh(Refresh { token })),
+        room().prop_map(|room| Command::Presence(PresenceQuery { room })),
     ]
+}
+
+fn presence_entry() -> impl Strategy<Value = PresenceEntry> {
+    (
+        text(),
+        prop_oneof![Just(PresenceState::Online), Just(PresenceState::Away)],
+    )
+        .prop_map(|(user, state)| PresenceEntry { user, state })
 }
 
 fn publication() -> impl Strategy<Value = Publication> {
@@ -125,14 +143,18 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
             }),
         (
             room(),
-            proptest::collection::vec(text(), 0..3),
-            proptest::collection::vec(text(), 0..3)
+            proptest::collection::vec(presence_entry(), 0..3),
+            proptest::collection::vec(presence_entry(), 0..3),
+            proptest::collection::vec(presence_entry(), 0..3)
         )
-            .prop_map(|(room, j, l)| ServerFrame::Presence(PresenceDiff {
-                room,
-                joined: j.into_iter().map(|user| PresenceEntry { user }).collect(),
-                left: l.into_iter().map(|user| PresenceEntry { user }).collect(),
-            })),
+            .prop_map(|(room, joined, left, updated)| {
+                ServerFrame::Presence(PresenceDiff {
+                    room,
+                    joined,
+                    left,
+                    updated,
+                })
+            }),
         (error_code(), text())
             .prop_map(|(code, reason)| ServerFrame::Disconnect(Disconnect::new(code, reason))),
         (any::<u64>(), any::<u64>()).prop_map(|(expires_at, in_ms)| {
@@ -287,4 +309,15 @@ fn stream_updates_read_back_from_publications() {
     };
     let back = StreamUpdate::from_publication(&publication).and_then(Result::ok);
     assert_eq!(back, Some(update));
+}
+
+#[test]
+fn presence_frames_without_states_still_decode() {
+    // Frames as written before states and `updated` existed.
+    let old = br#"{"type":"presence","room":"conversation:1","joined":[{"user":"u2"}],"left":[]}"#;
+    let Ok(ServerFrame::Presence(diff)) = WireFormat::Json.decode_server(old, MAX) else {
+        panic!("an old presence frame must decode");
+    };
+    assert_eq!(diff.joined, [PresenceEntry::online("u2")]);
+    assert!(diff.updated.is_empty());
 }

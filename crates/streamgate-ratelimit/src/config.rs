@@ -83,6 +83,9 @@ pub struct RateLimitConfig {
     /// The quota per client address of HTTP routes behind
     /// [`KeyedRateLimiter::http_layer`](crate::KeyedRateLimiter::http_layer).
     pub http_per_address: Rate,
+    /// New connections per client address, on every transport, checked before
+    /// authentication (a reconnect storm from one address is refused with `RATE_LIMITED`).
+    pub connect_per_address: Rate,
 }
 
 impl Default for RateLimitConfig {
@@ -102,6 +105,7 @@ impl Default for RateLimitConfig {
             global: None,
             block_for: None,
             http_per_address: Rate::per_minute(60),
+            connect_per_address: Rate::per_minute(60),
         }
     }
 }
@@ -139,6 +143,13 @@ impl RateLimitConfig {
     #[must_use]
     pub fn http_per_address(mut self, rate: Rate) -> Self {
         self.http_per_address = rate;
+        self
+    }
+
+    /// Sets how many new connections one client address may open.
+    #[must_use]
+    pub fn connect_per_address(mut self, rate: Rate) -> Self {
+        self.connect_per_address = rate;
         self
     }
 }

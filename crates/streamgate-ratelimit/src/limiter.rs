@@ -47,6 +47,7 @@ struct Inner<C: Clock + Clone> {
     /// `(subject, kind)` refused until the instant, after a breach with `block_for` set.
     blocked: DashMap<(SubjectKey, Box<str>), C::Instant>,
     http: Keyed<IpAddr, C>,
+    connect: Keyed<IpAddr, C>,
 }
 
 /// A [`RateLimiter`] built on governor's keyed GCRA limiters: per-user quotas per command
@@ -152,8 +153,13 @@ impl<C: Clock + Clone> KeyedRateLimiter<C> {
             config.http_per_address.quota("http_per_address")?,
             clock.clone(),
         );
+        let connect = Keyed::dashmap_with_clock(
+            config.connect_per_address.quota("connect_per_address")?,
+            clock.clone(),
+        );
         Ok(Self {
             inner: Arc::new(Inner {
+                connect,
                 commands,
                 default_command,
                 global,
@@ -205,8 +211,10 @@ impl<C: Clock + Clone> KeyedRateLimiter<C> {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
-        inner.http.retain_recent();
-        inner.http.shrink_to_fit();
+        for limiter in [&inner.http, &inner.connect] {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
         let now = inner.clock.now();
         inner.blocked.retain(|_, until| *until > now);
         inner.blocked.shrink_to_fit();
@@ -224,6 +232,7 @@ impl<C: Clock + Clone> KeyedRateLimiter<C> {
             .map(governor::RateLimiter::len)
             .sum::<usize>()
             + inner.http.len()
+            + inner.connect.len()
             + inner.blocked.len()
     }
 
@@ -279,6 +288,14 @@ where
 {
     fn check(&self, key: &RateKey<'_>) -> Result<(), Duration> {
         self.check_command(key)
+    }
+
+    fn check_connect(&self, address: IpAddr) -> Result<(), Duration> {
+        let inner = &self.inner;
+        inner
+            .connect
+            .check_key(&address)
+            .map_err(|not_until| not_until.wait_time_from(inner.clock.now()))
     }
 
     fn sweep(&self) {

@@ -18,11 +18,13 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use socketioxide::{
-    SendError, SocketError, SocketIo,
+    AckError, SendError, SocketError, SocketIo,
     extract::{AckSender, SocketRef},
 };
-use streamgate_core::{Hub, OutFrame, Principal, SessionHandle, SessionOptions, SessionQueue};
-use streamgate_protocol::{ClientFrame, Disconnect, ErrorCode, ServerFrame, WireFormat};
+use streamgate_core::{
+    Hub, OutFrame, Principal, SessionHandle, SessionId, SessionOptions, SessionQueue,
+};
+use streamgate_protocol::{Ack, ClientFrame, Disconnect, ErrorCode, ServerFrame, WireFormat};
 use tokio::{sync::mpsc, time::Instant};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{Instrument, Span};
@@ -147,6 +149,7 @@ pub(crate) fn open(
     }
     let (session, queue) = shared.hub.open(principal, options);
     span.record("session.id", tracing::field::display(session.id()));
+    let session_id = session.id();
 
     let closed = CancellationToken::new();
     let pending = Arc::new(Pending::default());
@@ -170,6 +173,7 @@ pub(crate) fn open(
         read_loop(session, requests, Arc::clone(&pending), closed.clone()).instrument(span.clone()),
     );
     let writer = Writer {
+        session: session_id,
         queue,
         pending,
         hub: shared.hub.clone(),
@@ -232,6 +236,7 @@ enum Stop {
 }
 
 struct Writer {
+    session: SessionId,
     queue: SessionQueue,
     pending: Arc<Pending>,
     hub: Hub,
@@ -292,8 +297,12 @@ impl Writer {
     async fn deliver(&self, socket: &SocketRef, frame: &OutFrame) -> Result<(), Stop> {
         let answers = match frame.frame() {
             ServerFrame::Publication(p) => {
-                self.emit(socket, events::for_publication(&p.event), frame)
-                    .await?;
+                let event = events::for_publication(&p.event);
+                if p.ack {
+                    self.emit_acked(socket, event, frame, p).await?;
+                } else {
+                    self.emit(socket, event, frame).await?;
+                }
                 self.hub
                     .metrics()
                     .record_delivery(frame.created().elapsed());
@@ -355,25 +364,55 @@ impl Writer {
     /// Emits a frame's cached JSON encoding as-is (no per-socket re-serialization of the
     /// publication), waiting for room in Engine.IO's buffer up to the stall limit.
     async fn emit(&self, socket: &SocketRef, event: &str, frame: &OutFrame) -> Result<(), Stop> {
-        let bytes = match frame.encode(WireFormat::Json) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot encode frame");
-                return Ok(());
-            }
+        let Some(bytes) = json_of(frame) else {
+            return Ok(());
         };
-        let raw: &RawValue = match serde_json::from_slice(&bytes) {
-            Ok(raw) => raw,
-            Err(e) => {
-                tracing::error!(error = %e, "encoded frame is not JSON");
-                return Ok(());
-            }
+        let Some(raw) = raw_json(&bytes) else {
+            return Ok(());
         };
         self.emit_value(socket, event, raw, self.stall_limit).await
     }
 
-    /// `socket.emit`, retried while Engine.IO's buffer is full. socketioxide has no way to wait
-    /// for room, so this backs off (1 ms doubling to 50 ms) until `patience` runs out.
+    /// Emits a publication sent with `ack` with a Socket.IO acknowledgement: the client's
+    /// callback counts as the protocol's `ack` (the client may also send `ack` itself).
+    async fn emit_acked(
+        &self,
+        socket: &SocketRef,
+        event: &str,
+        frame: &OutFrame,
+        publication: &streamgate_protocol::Publication,
+    ) -> Result<(), Stop> {
+        let Some(bytes) = json_of(frame) else {
+            return Ok(());
+        };
+        let Some(raw) = raw_json(&bytes) else {
+            return Ok(());
+        };
+        let timeout = self.hub.config().ack_timeout;
+        let send = || {
+            socket
+                .timeout(timeout)
+                .emit_with_ack::<_, serde_json::Value>(event, raw)
+        };
+        let Some(answer) = self.retry_send(send, self.stall_limit).await? else {
+            return Ok(());
+        };
+        let ack = if publication.offset > 0 {
+            Ack::offset(publication.room.clone(), publication.offset)
+        } else {
+            Ack::live(publication.room.clone(), publication.id.clone())
+        };
+        let (hub, session) = (self.hub.clone(), self.session);
+        tokio::spawn(async move {
+            // Any answer counts, whatever the callback passed; only silence does not.
+            if let Ok(_) | Err(AckError::Decode(_)) = answer.await {
+                hub.acknowledge(session, &ack);
+            }
+        });
+        Ok(())
+    }
+
+    /// `socket.emit`, retried while Engine.IO's buffer is full (see [`Writer::retry_send`]).
     async fn emit_value<T: Serialize + ?Sized>(
         &self,
         socket: &SocketRef,
@@ -381,11 +420,24 @@ impl Writer {
         data: &T,
         patience: Duration,
     ) -> Result<(), Stop> {
+        self.retry_send(|| socket.emit(event, data), patience)
+            .await
+            .map(|_| ())
+    }
+
+    /// Runs `send` until Engine.IO's buffer has room. socketioxide has no way to wait for
+    /// room, so this backs off (1 ms doubling to 50 ms) until `patience` runs out. `None` when
+    /// the send failed for a reason that only this frame suffers (logged).
+    async fn retry_send<R>(
+        &self,
+        mut send: impl FnMut() -> Result<R, SendError>,
+        patience: Duration,
+    ) -> Result<Option<R>, Stop> {
         let deadline = Instant::now() + patience;
         let mut backoff = Duration::from_millis(1);
         loop {
-            match socket.emit(event, data) {
-                Ok(()) => return Ok(()),
+            match send() {
+                Ok(r) => return Ok(Some(r)),
                 Err(SendError::Socket(SocketError::InternalChannelFull)) => {
                     if Instant::now() >= deadline {
                         return Err(Stop::Stalled);
@@ -399,8 +451,8 @@ impl Writer {
                 }
                 Err(SendError::Socket(SocketError::Closed)) => return Err(Stop::Gone),
                 Err(e) => {
-                    tracing::error!(error = %e, event, "cannot emit");
-                    return Ok(());
+                    tracing::error!(error = %e, "cannot emit");
+                    return Ok(None);
                 }
             }
         }
@@ -449,6 +501,21 @@ fn ack_body(frame: &OutFrame) -> Result<serde_json::Value, Box<dyn std::error::E
     fields.shift_remove("type");
     fields.shift_remove("id");
     Ok(serde_json::Value::Object(fields))
+}
+
+/// A frame's cached JSON encoding (logged and `None` if it cannot be encoded).
+fn json_of(frame: &OutFrame) -> Option<bytes::Bytes> {
+    frame
+        .encode(WireFormat::Json)
+        .map_err(|e| tracing::error!(error = %e, "cannot encode frame"))
+        .ok()
+}
+
+/// The encoding as a borrowed raw JSON value, to emit without re-serializing.
+fn raw_json(bytes: &[u8]) -> Option<&RawValue> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| tracing::error!(error = %e, "encoded frame is not JSON"))
+        .ok()
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ pub const COMMANDS: &[&str] = &[
     "command",
     "refresh",
     "ping",
+    "presence",
 ];
 
 /// The event a publication is emitted as, from the publication's own `event`.

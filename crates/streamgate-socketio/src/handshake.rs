@@ -87,6 +87,7 @@ pub(crate) async fn admit(
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0),
     };
+    shared.hub.admit(credentials.remote_addr).map_err(reject)?;
     let principal = match tokio::time::timeout(
         shared.config.connect_timeout,
         shared.hub.authenticate(&credentials),

@@ -138,6 +138,20 @@ mod tests {
     }
 
     #[test]
+    fn every_command_but_auth_is_an_event() {
+        for name in Command::NAMES.iter().filter(|n| **n != "auth") {
+            assert!(events::COMMANDS.contains(name), "{name} is not an event");
+        }
+        let room = "conversation:7".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            decode("presence", Some(json!({"room": "conversation:7"})), 1024),
+            Ok(Command::Presence(streamgate_protocol::PresenceQuery {
+                room
+            }))
+        );
+    }
+
+    #[test]
     fn bad_payloads_get_the_codec_error_codes() {
         assert_eq!(code("join", None), Some(ErrorCode::ValidationFailed));
         assert_eq!(

@@ -10,7 +10,7 @@ use axum::{
         sse::{Event, KeepAlive, Sse},
     },
 };
-use http::{HeaderMap, HeaderValue, Method, header};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use streamgate_core::{Credentials, Hub, OutFrame, Outbound, SessionOptions, SessionQueue};
 use streamgate_protocol::{
     ClientFrame, Command, Disconnect, ErrorCode, Join, RoomId, ServerFrame, WireFormat,
@@ -37,6 +37,8 @@ pub(crate) async fn open(shared: &Arc<Shared>, request: Request) -> Result<Respo
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0),
     };
+    hub.admit(credentials.remote_addr)
+        .map_err(|error| Refusal::with(StatusCode::TOO_MANY_REQUESTS, error))?;
     let principal = request::authenticate(hub, &credentials).await?;
     let rooms = rooms(&params.rooms, config.max_rooms)?;
     let resume = cursor(&parts.headers, params.last_event_id.as_deref())?;

@@ -24,6 +24,11 @@ impl Refusal {
         }
     }
 
+    /// A refusal with a ready error body.
+    pub(crate) fn with(status: StatusCode, error: ErrorBody) -> Self {
+        Self { status, error }
+    }
+
     /// `400` with `VALIDATION_FAILED`.
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Self::new(
@@ -50,6 +55,11 @@ impl IntoResponse for Refusal {
             body,
         )
             .into_response();
+        if let Some(ms) = self.error.retry_after_ms {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(ms.div_ceil(1000)));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -33,8 +33,20 @@ pub(crate) fn router(hub: Hub, config: Arc<WsConfig>) -> Router {
 }
 
 fn refuse(status: StatusCode, code: ErrorCode, message: &str) -> Response {
-    let body = serde_json::json!({ "error": ErrorBody::new(code, message) }).to_string();
-    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    refuse_with(status, &ErrorBody::new(code, message))
+}
+
+/// A JSON refusal; a `retry_after_ms` also becomes a `Retry-After` header (whole seconds).
+fn refuse_with(status: StatusCode, error: &ErrorBody) -> Response {
+    let retry_after = error.retry_after_ms.map(|ms| ms.div_ceil(1000));
+    let body = serde_json::json!({ "error": error }).to_string();
+    let mut response = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
 }
 
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
@@ -116,13 +128,17 @@ async fn upgrade(State(state): State<WsState>, mut request: Request) -> Response
             "unsupported subprotocol: use streamgate.v1.json or streamgate.v1.bincode",
         );
     };
+    let remote_addr = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    if let Err(error) = state.hub.admit(remote_addr) {
+        return refuse_with(StatusCode::TOO_MANY_REQUESTS, &error);
+    }
     let accept = derive_accept_key(key.as_bytes());
     let credentials = Credentials {
         token: token_from(&request),
-        remote_addr: request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0),
+        remote_addr,
     };
     let on_upgrade = hyper::upgrade::on(&mut request);
     let config = Arc::clone(&state.config);

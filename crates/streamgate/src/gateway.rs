@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use streamgate_core::{
-    Authenticator, Authorizer, Backplane, CommandHandler, ConfigError, HistoryStore, Hub,
+    Authenticator, Authorizer, Backplane, CommandHandler, ConfigError, Delivery, HistoryStore, Hub,
     HubBuilder, HubConfig, PresenceStore, Publish, PublishError, PublishOutcome, RateLimiter,
     RoomPolicy, StreamHandle, Transport,
 };
@@ -135,6 +135,32 @@ impl Gateway {
         self.hub.publish(room, publish)
     }
 
+    /// Publishes with `ack` and follows the acknowledgements: recipients that do not `ack` in
+    /// time get the publication again (see [`GatewayBuilder::acks`]); the [`Delivery`] gives
+    /// the final [`DeliveryReport`](streamgate_core::DeliveryReport).
+    ///
+    /// ```
+    /// use streamgate::Publish;
+    ///
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// let gateway = streamgate::Gateway::builder().build()?;
+    /// let room = "conversation:7".parse()?;
+    /// let delivery = gateway.publish_with_report(&room, Publish::json("invoice.ready", &42)?)?;
+    /// // Nobody is in the room: nothing to wait for.
+    /// let report = delivery.report().await;
+    /// assert!(report.delivered.is_empty() && report.failed.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn publish_with_report(
+        &self,
+        room: &RoomId,
+        publish: Publish,
+    ) -> Result<Delivery, PublishError> {
+        self.hub.publish_with_report(room, publish)
+    }
+
     /// The hub, for metrics, stats and advanced use.
     #[must_use]
     pub fn hub(&self) -> &Hub {
@@ -220,6 +246,47 @@ impl GatewayBuilder {
         self
     }
 
+    /// Sets how long a room's presence changes are batched into one `presence` frame
+    /// (default 50 ms; see [`HubConfig::presence_batch_window`](crate::HubConfig::presence_batch_window)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streamgate::Gateway;
+    ///
+    /// let gateway = Gateway::builder()
+    ///     .presence_batch_window(Duration::from_millis(100))
+    ///     .presence_away_after(Duration::from_secs(120))
+    ///     .typing_timeout(Duration::from_secs(3))
+    ///     .build()?;
+    /// assert_eq!(gateway.hub().config().typing_timeout, Duration::from_secs(3));
+    /// # Ok::<(), streamgate::BuildError>(())
+    /// ```
+    pub fn presence_batch_window(mut self, window: Duration) -> Self {
+        self.config = self.config.presence_batch_window(window);
+        self
+    }
+
+    /// Sets after how long without activity in all of their sessions a user shows as `away`
+    /// (default 60 s).
+    pub fn presence_away_after(mut self, inactive: Duration) -> Self {
+        self.config = self.config.presence_away_after(inactive);
+        self
+    }
+
+    /// Sets how long typing lasts without a renewal before the server sends `typing.stop`
+    /// itself (default 5 s).
+    pub fn typing_timeout(mut self, timeout: Duration) -> Self {
+        self.config = self.config.typing_timeout(timeout);
+        self
+    }
+
+    /// Sets how long a presence entry lives in the store without a refresh (default 5 min;
+    /// longer than the sweep interval).
+    pub fn presence_ttl(mut self, ttl: Duration) -> Self {
+        self.config = self.config.presence_ttl(ttl);
+        self
+    }
+
     /// Sets the backplane.
     pub fn backplane(mut self, backplane: impl Backplane) -> Self {
         self.hub = self.hub.backplane(backplane);
@@ -248,6 +315,54 @@ impl GatewayBuilder {
     /// expiry is checked (defaults: 60 s and 1 s).
     pub fn token_expiry(mut self, warning: Duration, check_every: Duration) -> Self {
         self.config = self.config.token_expiry(warning, check_every);
+        self
+    }
+
+    /// Sets how long a recipient has to acknowledge an `ack` publication before it gets it
+    /// again, and how many deliveries (the first included) it gets before it is reported
+    /// failed (defaults: 5 s and 3).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let gateway = streamgate::Gateway::builder().acks(Duration::from_secs(2), 5).build()?;
+    /// assert_eq!(gateway.hub().config().ack_attempts, 5);
+    /// # Ok::<(), streamgate::BuildError>(())
+    /// ```
+    pub fn acks(mut self, timeout: Duration, attempts: u32) -> Self {
+        self.config = self.config.acks(timeout, attempts);
+        self
+    }
+
+    /// Sets each user's offline queue: publications targeted at a user with no session in
+    /// the room wait there (at most `size`, each for `ttl`) until the user joins it (defaults:
+    /// 100 and one hour; `size` 0 turns offline delivery off).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let gateway = streamgate::Gateway::builder()
+    ///     .offline_queue(20, Duration::from_secs(600))
+    ///     .build()?;
+    /// assert_eq!(gateway.hub().config().offline_queue_size, 20);
+    /// # Ok::<(), streamgate::BuildError>(())
+    /// ```
+    pub fn offline_queue(mut self, size: usize, ttl: Duration) -> Self {
+        self.config = self.config.offline_queue(size, ttl);
+        self
+    }
+
+    /// Changes any other [`HubConfig`] setting.
+    ///
+    /// ```
+    /// let gateway = streamgate::Gateway::builder()
+    ///     .configure(|config| config.queue_capacity(256))
+    ///     .build()?;
+    /// assert_eq!(gateway.hub().config().queue_capacity, 256);
+    /// # Ok::<(), streamgate::BuildError>(())
+    /// ```
+    pub fn configure(mut self, change: impl FnOnce(HubConfig) -> HubConfig) -> Self {
+        self.config = change(self.config);
         self
     }
 

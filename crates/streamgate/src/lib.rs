@@ -12,11 +12,11 @@ pub use streamgate_auth::{
 };
 pub use streamgate_core::{
     Action, AuthError, Authenticator, Authorizer, Backplane, BoxFuture, CommandContext,
-    CommandError, CommandHandler, Credentials, HistoryStore, Hub, HubConfig, LocalBackplane,
-    MemoryHistory, MemoryPresence, Metrics, MetricsSnapshot, OpenPolicy, PresenceStore, Principal,
-    PrincipalKind, Publish, PublishError, PublishOutcome, RateKey, RateLimiter, RateSubject,
-    RoomPolicy, STREAM_CANCEL, StaticTokens, StreamHandle, Target, Transport, Typed, Unlimited,
-    typed,
+    CommandError, CommandHandler, Credentials, Delivery, DeliveryReport, HistoryStore, Hub,
+    HubConfig, LocalBackplane, MemoryHistory, MemoryPresence, Metrics, MetricsSnapshot, OpenPolicy,
+    PresenceStore, Principal, PrincipalKind, Publish, PublishError, PublishOutcome, RateKey,
+    RateLimiter, RateSubject, Recipient, RoomPolicy, STREAM_CANCEL, StaticTokens, StreamHandle,
+    Target, Transport, Typed, Unlimited, typed,
 };
 pub use streamgate_protocol::{ErrorCode, Payload, Position, Priority, RoomId, RoomIdError};
 #[cfg(feature = "ratelimit")]
