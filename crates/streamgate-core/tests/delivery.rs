@@ -2,17 +2,16 @@
 #![allow(clippy::expect_used)] // Tests fail loudly on purpose.
 use std::time::Duration;
 
+mod common;
+
+use common::{drain, join, joined, publications, room};
+
 use streamgate_core::{
-    Action, Authorizer, Hub, HubConfig, Principal, Publish, SessionHandle, SessionQueue, Target,
-    WireFormat,
+    Action, Authorizer, Hub, HubConfig, Principal, Publish, SessionHandle, Target, WireFormat,
 };
 use streamgate_protocol::{
-    Ack, ClientFrame, Command, ErrorCode, Join, Payload, Publication, RoomId, ServerFrame,
+    Ack, ClientFrame, Command, ErrorCode, Payload, Publication, RoomId, ServerFrame,
 };
-
-fn room(id: &str) -> RoomId {
-    id.parse().unwrap_or_else(|e| panic!("{id}: {e}"))
-}
 
 fn hub(config: HubConfig) -> Hub {
     Hub::builder(config)
@@ -22,37 +21,6 @@ fn hub(config: HubConfig) -> Hub {
 
 fn acking(timeout_ms: u64, attempts: u32) -> HubConfig {
     HubConfig::default().acks(Duration::from_millis(timeout_ms), attempts)
-}
-
-async fn join(session: &SessionHandle, room: &RoomId) {
-    session
-        .handle(ClientFrame::new(Command::Join(Join::new(room.clone()))))
-        .await;
-}
-
-async fn joined(hub: &Hub, user: &str, room: &RoomId) -> (SessionHandle, SessionQueue) {
-    let (session, mut queue) = hub.connect(Principal::user(user), "test", WireFormat::Json);
-    join(&session, room).await;
-    drain(&mut queue);
-    (session, queue)
-}
-
-fn drain(queue: &mut SessionQueue) -> Vec<ServerFrame> {
-    let mut frames = Vec::new();
-    while let Some(item) = queue.try_recv() {
-        frames.extend(item.frames().iter().map(|f| f.frame().clone()));
-    }
-    frames
-}
-
-fn publications(frames: &[ServerFrame]) -> Vec<Publication> {
-    frames
-        .iter()
-        .filter_map(|f| match f {
-            ServerFrame::Publication(p) => Some(p.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 fn text(p: &Publication) -> String {

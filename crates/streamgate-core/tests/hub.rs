@@ -1,17 +1,16 @@
 //! Hub behaviour in-process: delivery policies, presence, refresh, metrics, ordering.
 use std::time::Duration;
 
+mod common;
+
+use common::{drain, joined, room};
+
 use streamgate_core::{
-    Hub, HubConfig, Principal, Publish, RoomPolicy, SessionHandle, SessionQueue, StaticTokens,
-    Target, WireFormat,
+    Hub, HubConfig, Principal, Publish, RoomPolicy, SessionQueue, StaticTokens, Target, WireFormat,
 };
 use streamgate_protocol::{
     ClientFrame, Command, ErrorCode, Join, Leave, Payload, Refresh, RoomId, ServerFrame, Typing,
 };
-
-fn room(id: &str) -> RoomId {
-    id.parse().unwrap_or_else(|e| panic!("{id}: {e}"))
-}
 
 fn hub(config: HubConfig) -> Hub {
     let tokens = StaticTokens::new()
@@ -22,23 +21,6 @@ fn hub(config: HubConfig) -> Hub {
         .authenticator(tokens)
         .build()
         .unwrap_or_else(|e| panic!("{e}"))
-}
-
-async fn joined(hub: &Hub, user: &str, room: &RoomId) -> (SessionHandle, SessionQueue) {
-    let (session, mut queue) = hub.connect(Principal::user(user), "test", WireFormat::Json);
-    session
-        .handle(ClientFrame::new(Command::Join(Join::new(room.clone()))))
-        .await;
-    drain(&mut queue);
-    (session, queue)
-}
-
-fn drain(queue: &mut SessionQueue) -> Vec<ServerFrame> {
-    let mut frames = Vec::new();
-    while let Some(item) = queue.try_recv() {
-        frames.extend(item.frames().iter().map(|f| f.frame().clone()));
-    }
-    frames
 }
 
 fn events(frames: &[ServerFrame]) -> Vec<String> {

@@ -6,6 +6,10 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
+mod common;
+
+use common::{drain, room};
+
 use streamgate_core::{
     Action, Authorizer, Hub, HubConfig, Principal, RoomPolicy, SessionHandle, SessionQueue,
     WireFormat,
@@ -16,10 +20,6 @@ use streamgate_protocol::{
 };
 
 const WINDOW: Duration = Duration::from_millis(50);
-
-fn room(id: &str) -> RoomId {
-    id.parse().unwrap_or_else(|e| panic!("{id}: {e}"))
-}
 
 fn config() -> HubConfig {
     HubConfig::default()
@@ -43,14 +43,6 @@ async fn connect_and_join(hub: &Hub, user: &str, room: &RoomId) -> (SessionHandl
     let (session, queue) = hub.connect(Principal::user(user), "test", WireFormat::Json);
     send(&session, Command::Join(Join::new(room.clone()))).await;
     (session, queue)
-}
-
-fn drain(queue: &mut SessionQueue) -> Vec<ServerFrame> {
-    let mut frames = Vec::new();
-    while let Some(item) = queue.try_recv() {
-        frames.extend(item.frames().iter().map(|f| f.frame().clone()));
-    }
-    frames
 }
 
 fn diffs(queue: &mut SessionQueue) -> Vec<PresenceDiff> {
