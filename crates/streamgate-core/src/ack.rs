@@ -136,6 +136,10 @@ struct TrackerState {
 /// retry task and the recipient sessions' pending-ack maps.
 pub(crate) struct AckTracker {
     key: AckKey,
+    /// The publication's position and id, for the report.
+    room: RoomId,
+    offset: u64,
+    id: String,
     frame: Arc<OutFrame>,
     state: Mutex<TrackerState>,
     settled: watch::Sender<bool>,
@@ -145,6 +149,9 @@ impl AckTracker {
     pub(crate) fn new(frame: Arc<OutFrame>, publication: &Publication) -> Arc<Self> {
         Arc::new(Self {
             key: AckKey::of_publication(publication),
+            room: publication.room.clone(),
+            offset: publication.offset,
+            id: publication.id.clone(),
             frame,
             state: Mutex::default(),
             settled: watch::Sender::new(false),
@@ -254,15 +261,10 @@ impl AckTracker {
 
     fn report(&self) -> DeliveryReport {
         let state = self.state.lock();
-        let publication = self.frame.publication();
         let mut report = DeliveryReport {
-            room: publication
-                .map(|p| p.room.clone())
-                .unwrap_or_else(|| match &self.key {
-                    AckKey::Offset(room, _) | AckKey::Id(room, _) => room.clone(),
-                }),
-            offset: publication.map_or(0, |p| p.offset),
-            id: publication.map(|p| p.id.clone()).unwrap_or_default(),
+            room: self.room.clone(),
+            offset: self.offset,
+            id: self.id.clone(),
             delivered: Vec::new(),
             pending: Vec::new(),
             failed: Vec::new(),

@@ -3,7 +3,7 @@ mod presence;
 use std::{
     collections::HashMap,
     sync::{
-        Arc, Weak,
+        Arc,
         atomic::{AtomicU64, Ordering},
     },
     time::{SystemTime, UNIX_EPOCH},
@@ -430,47 +430,50 @@ impl HubBuilder {
             }),
         };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(expiry_watch(
-                Arc::downgrade(&hub.inner),
-                hub.inner.config.expiry_check_interval,
+            let inner = &hub.inner;
+            let config = &inner.config;
+            // The sweeper skips the immediate first tick: nothing is stale at start.
+            runtime.spawn(every(inner, config.sweep_interval, true, Hub::sweep));
+            runtime.spawn(every(
+                inner,
+                config.expiry_check_interval,
+                false,
+                Hub::check_expiry,
             ));
-            runtime.spawn(sweeper(
-                Arc::downgrade(&hub.inner),
-                hub.inner.config.sweep_interval,
-            ));
-            runtime.spawn(presence::watch(
-                Arc::downgrade(&hub.inner),
-                hub.inner.config.presence_batch_window,
+            runtime.spawn(every(
+                inner,
+                config.presence_batch_window,
+                false,
+                Hub::check_presence,
             ));
         }
         Ok(hub)
     }
 }
 
-async fn sweeper(hub: Weak<HubInner>, every: std::time::Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        let Some(inner) = hub.upgrade() else { return };
-        if inner.shutdown.is_cancelled() {
-            return;
+/// Runs `task` on the hub every `period` until the hub is dropped or shut down (holding only a
+/// `Weak`, so the task never keeps the hub alive); with `skip_first`, not at once.
+fn every(
+    hub: &Arc<HubInner>,
+    period: std::time::Duration,
+    skip_first: bool,
+    task: fn(&Hub),
+) -> impl std::future::Future<Output = ()> + use<> {
+    let hub = Arc::downgrade(hub);
+    async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        if skip_first {
+            tick.tick().await;
         }
-        Hub { inner }.sweep();
-    }
-}
-
-async fn expiry_watch(hub: Weak<HubInner>, every: std::time::Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(inner) = hub.upgrade() else { return };
-        if inner.shutdown.is_cancelled() {
-            return;
+        loop {
+            tick.tick().await;
+            let Some(inner) = hub.upgrade() else { return };
+            if inner.shutdown.is_cancelled() {
+                return;
+            }
+            task(&Hub { inner });
         }
-        Hub { inner }.check_expiry();
     }
 }
 

@@ -10,7 +10,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        Arc, Weak,
+        Arc,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -22,7 +22,7 @@ use streamgate_protocol::{
     PresenceState, RoomId, ServerFrame, WireFormat,
 };
 
-use super::{Hub, HubInner, Member, Room, RoomState, err};
+use super::{Hub, Member, Room, RoomState, err};
 use crate::{
     Action, OutFrame, Principal, Publish, SessionId, presence::wall_ms, session::SessionShared,
 };
@@ -145,21 +145,6 @@ fn user_state(members: &HashMap<SessionId, Member>, sessions: &[SessionId]) -> P
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// The periodic presence task: every batch window, checks activity and typing and flushes the
-/// rooms' diffs. Stops when the hub is dropped or shut down.
-pub(super) async fn watch(hub: Weak<HubInner>, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(inner) = hub.upgrade() else { return };
-        if inner.shutdown.is_cancelled() {
-            return;
-        }
-        Hub { inner }.check_presence();
-    }
 }
 
 impl Hub {
