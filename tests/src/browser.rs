@@ -64,9 +64,15 @@ pub struct Browser {
 impl Browser {
     /// Launches chromium and opens `{base}/test/page.html`.
     pub async fn open(base: &str) -> Result<Self> {
+        Self::open_page(base, "/test/page.html").await
+    }
+
+    /// Launches chromium (1280x800) and opens `{base}{path}`.
+    pub async fn open_page(base: &str, path: &str) -> Result<Self> {
         let mut child = Command::new("node")
             .arg(node_dir().join("browser.mjs"))
             .arg(base)
+            .arg(path)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -111,6 +117,21 @@ impl Browser {
             Some(error) => bail!("{expr}: {error}"),
             None => Ok(answer.get("result").cloned().unwrap_or(Value::Null)),
         }
+    }
+
+    /// Saves a PNG screenshot of the whole page to `file`.
+    pub async fn screenshot(&mut self, file: &std::path::Path) -> Result<()> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let request = serde_json::json!({ "id": id, "screenshot": file }).to_string();
+        self.stdin.write_all(request.as_bytes()).await?;
+        self.stdin.write_all(b"\n").await?;
+        self.stdin.flush().await?;
+        let answer = self.line().await?;
+        if let Some(error) = answer.get("error") {
+            bail!("screenshot: {error}");
+        }
+        Ok(())
     }
 
     /// Closes the browser.

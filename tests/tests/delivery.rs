@@ -249,3 +249,49 @@ async fn connection_attempts_per_address_are_limited_across_transports() -> Resu
     ensure!(body["error"]["code"] == "RATE_LIMITED", "{body}");
     Ok(())
 }
+
+#[tokio::test]
+async fn beyond_the_connection_limit_a_handshake_gets_503_and_open_sessions_keep_working()
+-> Result<()> {
+    let server = server(|b| b.max_connections(1)).await?;
+    let r = room("conversation:1");
+    let mut alice = member(&server, "alice", &r).await?;
+
+    match Client::connect(&server.ws_url(), "bob", WireFormat::Json).await {
+        Ok(_) => bail!("a second websocket was admitted at a limit of one"),
+        Err(e) => {
+            let refused = e
+                .downcast_ref::<tokio_tungstenite::tungstenite::Error>()
+                .and_then(|e| match e {
+                    tokio_tungstenite::tungstenite::Error::Http(response) => Some(response),
+                    _ => None,
+                })
+                .context("expected an HTTP refusal")?;
+            ensure!(refused.status() == 503, "{}", refused.status());
+            let retry_after = refused
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok());
+            ensure!(retry_after == Some("1"), "Retry-After {retry_after:?}");
+            let body: serde_json::Value =
+                serde_json::from_slice(refused.body().as_deref().unwrap_or_default())?;
+            ensure!(body["error"]["code"] == "SERVER_OVERLOADED", "{body}");
+            ensure!(body["error"]["recoverable"] == true, "{body}");
+            ensure!(body["error"]["retry_after_ms"] == 1000, "{body}");
+        }
+    }
+    let metrics = server.gateway.hub().metrics().snapshot();
+    ensure!(metrics.errors_for(streamgate::ErrorCode::ServerOverloaded) == 1);
+
+    // The open session is untouched: it still gets publications.
+    server
+        .gateway
+        .publish(&r, "message.created", "still here")?;
+    ensure!(text(&alice.publication().await?)? == "still here");
+
+    // Once it closes, there is room again.
+    drop(alice);
+    streamgate_e2e::wait_for(|| server.gateway.hub().stats().sessions == 0).await?;
+    Client::connect(&server.ws_url(), "bob", WireFormat::Json).await?;
+    Ok(())
+}

@@ -126,6 +126,12 @@ pub struct HubConfig {
     /// (and counted) until queues drain or expire.
     #[validate(range(min = 1))]
     pub offline_max_users: usize,
+    /// Most open sessions at once, over all transports together (`None`, the default: no
+    /// limit). While this many are open, [`Hub::admit`](crate::Hub::admit) refuses new
+    /// connections with `SERVER_OVERLOADED` (HTTP 503 on the WebSocket upgrade and the SSE
+    /// request); open sessions keep working. Checked by [`HubConfig::check`]: at least 1.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
 }
 
 impl Default for HubConfig {
@@ -149,6 +155,7 @@ impl Default for HubConfig {
             offline_queue_size: 100,
             offline_ttl: Duration::from_secs(3600),
             offline_max_users: 100_000,
+            max_connections: None,
         }
     }
 }
@@ -158,6 +165,25 @@ impl HubConfig {
     #[must_use]
     pub fn queue_capacity(mut self, frames: usize) -> Self {
         self.queue_capacity = frames;
+        self
+    }
+
+    /// Limits how many sessions may be open at once, over all transports together (default:
+    /// unlimited). While `sessions` are open, [`Hub::admit`](crate::Hub::admit) refuses new
+    /// connections with `SERVER_OVERLOADED` and `retry_after_ms`; `0` is invalid.
+    ///
+    /// ```
+    /// use streamgate_core::HubConfig;
+    ///
+    /// let config = HubConfig::default().max_connections(10_000);
+    /// assert_eq!(config.max_connections, Some(10_000));
+    /// assert!(config.check().is_ok());
+    /// let zero = HubConfig::default().max_connections(0).check().unwrap_err();
+    /// assert!(zero.to_string().contains("max_connections"), "{zero}");
+    /// ```
+    #[must_use]
+    pub fn max_connections(mut self, sessions: usize) -> Self {
+        self.max_connections = Some(sessions);
         self
     }
 
@@ -331,6 +357,11 @@ impl HubConfig {
         if self.expiry_check_interval.is_zero() {
             return Err(ConfigError(
                 "expiry_check_interval: must be positive".into(),
+            ));
+        }
+        if self.max_connections == Some(0) {
+            return Err(ConfigError(
+                "max_connections: must be at least 1 (leave it unset for no limit)".into(),
             ));
         }
         Ok(())

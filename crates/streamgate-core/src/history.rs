@@ -86,13 +86,142 @@ impl RoomLog {
 
 /// In-process history: one bounded log per room, trimmed by count and age.
 ///
-/// Epochs come from a per-process clock that never repeats, so a room that lost its history
-/// (it expired, or the process restarted) never reuses an epoch and old positions fail to
-/// resume instead of skipping publications.
-#[derive(Default)]
+/// Epochs come from a clock that never repeats within one store, so a room that lost its
+/// history (it expired, or the process restarted without a snapshot) never reuses an epoch and
+/// old positions fail to resume instead of skipping publications.
+///
+/// Cloning is cheap and shares the logs, so an application can keep a handle for
+/// [`save`](MemoryHistory::save) and [`load`](MemoryHistory::load) after giving one to the hub:
+/// a snapshot saved at shutdown and loaded at the next start keeps every room's epoch and
+/// offsets, so clients resume across the restart.
+///
+/// ```
+/// use streamgate_core::{Hub, HubConfig, MemoryHistory, Publish};
+///
+/// let history = MemoryHistory::new();
+/// let hub = Hub::builder(HubConfig::default()).history(history.clone()).build()?;
+/// hub.publish(&"execution:1".parse()?, Publish::json("e", &1)?)?;
+/// assert_eq!(hub.stats().logged_rooms, 1);
+/// let mut snapshot = Vec::new();
+/// assert_eq!(history.save(&mut snapshot)?, 1); // the hub's log, through the kept handle
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Default, Clone)]
 pub struct MemoryHistory {
-    logs: DashMap<RoomId, Arc<Mutex<RoomLog>>>,
-    last_epoch: AtomicU64,
+    logs: Arc<DashMap<RoomId, Arc<Mutex<RoomLog>>>>,
+    last_epoch: Arc<AtomicU64>,
+}
+
+/// A history snapshot could not be loaded by [`MemoryHistory::load`]; nothing was loaded.
+/// Every variant names the (1-based) line at fault.
+///
+/// ```
+/// use streamgate_core::{MemoryHistory, SnapshotError};
+///
+/// let history = MemoryHistory::new();
+/// let wrong = history.load(&b"{\"format\":\"something-else\",\"version\":1}\n"[..]);
+/// assert!(matches!(wrong, Err(SnapshotError::Header(_))));
+/// let error = history
+///     .load(&b"{\"format\":\"streamgate-history\",\"version\":1}\n{\"room\":\n"[..])
+///     .unwrap_err();
+/// assert!(matches!(error, SnapshotError::Line { line: 2, .. }));
+/// assert!(error.to_string().starts_with("line 2: "), "{error}");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// A line could not be read: an I/O error, or text that is not UTF-8.
+    #[error("line {line}: cannot read it: {source}")]
+    Io {
+        /// 1-based line number.
+        line: usize,
+        /// What the reader reported.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The input is empty, or its first line is not the header of a snapshot version this
+    /// build reads (`{"format":"streamgate-history","version":1}`).
+    #[error("line 1: not a streamgate history snapshot of version 1: {0}")]
+    Header(String),
+    /// A room line is malformed: not JSON of the expected shape, an epoch or offset out of
+    /// range, publications that do not fit the room's log, or a room given twice.
+    #[error("line {line}: {message}")]
+    Line {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+const SNAPSHOT_FORMAT: &str = "streamgate-history";
+const SNAPSHOT_VERSION: u32 = 1;
+/// Largest epoch or offset a snapshot may hold: 2^53 - 1, exact in JavaScript, and far from
+/// overflowing when the store counts on from it.
+const MAX_SNAPSHOT_NUMBER: u64 = (1 << 53) - 1;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnapshotHeader {
+    format: String,
+    version: u32,
+}
+
+/// One room line as written.
+#[derive(serde::Serialize)]
+struct SnapshotRoomOut<'a> {
+    room: &'a RoomId,
+    epoch: u64,
+    top: u64,
+    entries: &'a [&'a Publication],
+}
+
+/// One room line as read.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnapshotRoom {
+    room: RoomId,
+    epoch: u64,
+    top: u64,
+    entries: Vec<Publication>,
+}
+
+impl SnapshotRoom {
+    /// Parses and checks one room line: the epoch and latest offset in range, the
+    /// publications of this room and epoch, with contiguous offsets ending at `top`.
+    fn parse(text: &str) -> Result<Self, String> {
+        let room: Self = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        if room.epoch == 0 || room.epoch > MAX_SNAPSHOT_NUMBER {
+            return Err(format!(
+                "room {}: epoch {} is out of range (1 to 2^53 - 1)",
+                room.room, room.epoch
+            ));
+        }
+        if room.top > MAX_SNAPSHOT_NUMBER {
+            return Err(format!(
+                "room {}: top {} is out of range (0 to 2^53 - 1)",
+                room.room, room.top
+            ));
+        }
+        let kept = u64::try_from(room.entries.len()).unwrap_or(u64::MAX);
+        if kept > room.top {
+            return Err(format!(
+                "room {}: {kept} publications, but its latest offset is {}",
+                room.room, room.top
+            ));
+        }
+        // The kept publications are the last ones of the log: top - kept + 1 ..= top.
+        for (expected, p) in (room.top - kept + 1..).zip(&room.entries) {
+            if p.room != room.room || p.epoch != room.epoch || p.offset != expected {
+                return Err(format!(
+                    "room {}: the publication of room {}, epoch {}, offset {} does not belong \
+                     at offset {expected} of epoch {}",
+                    room.room, p.room, p.epoch, p.offset, room.epoch
+                ));
+            }
+        }
+        Ok(room)
+    }
 }
 
 impl std::fmt::Debug for MemoryHistory {
@@ -108,6 +237,168 @@ impl MemoryHistory {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Writes every room's log — its epoch, latest offset (`top`) and kept publications — as
+    /// JSON lines: first the header `{"format":"streamgate-history","version":1}`, then one
+    /// line `{"room":…,"epoch":…,"top":…,"entries":[…]}` per room (in room order), each entry a
+    /// publication as the protocol's JSON codec writes it. [`load`](MemoryHistory::load) in a
+    /// restarted process continues from there, so clients resume across the restart. Returns
+    /// the number of publications written.
+    ///
+    /// Each room is copied under its own lock and written after it is released, so publishing
+    /// goes on meanwhile (a room's line is its state at that moment). Expired publications
+    /// that no sweep has removed yet are written too; they are dropped again after loading.
+    ///
+    /// ```
+    /// use streamgate_core::{Hub, HubConfig, MemoryHistory, Publish};
+    ///
+    /// let history = MemoryHistory::new();
+    /// let hub = Hub::builder(HubConfig::default()).history(history.clone()).build()?;
+    /// let room = "execution:1".parse()?;
+    /// for n in 1..=3 {
+    ///     hub.publish(&room, Publish::json("e", &n)?)?;
+    /// }
+    /// let mut snapshot = Vec::new();
+    /// assert_eq!(history.save(&mut snapshot)?, 3);
+    ///
+    /// // A restarted process.
+    /// let restored = MemoryHistory::new();
+    /// assert_eq!(restored.load(&snapshot[..])?, 3);
+    /// let hub2 = Hub::builder(HubConfig::default()).history(restored).build()?;
+    /// assert_eq!(hub2.position(&room), hub.position(&room));
+    /// assert_eq!(hub2.publish(&room, Publish::json("e", &4)?)?.position.offset, 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn save(&self, mut w: impl std::io::Write) -> std::io::Result<usize> {
+        let header = SnapshotHeader {
+            format: SNAPSHOT_FORMAT.into(),
+            version: SNAPSHOT_VERSION,
+        };
+        serde_json::to_writer(&mut w, &header)?;
+        w.write_all(b"\n")?;
+        // Not iterated while writing: the map's shard locks would be held across the I/O.
+        let mut logs: Vec<(RoomId, Arc<Mutex<RoomLog>>)> = self
+            .logs
+            .iter()
+            .map(|e| (e.key().clone(), Arc::clone(e.value())))
+            .collect();
+        logs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut written = 0;
+        for (room, log) in &logs {
+            let (epoch, top, frames) = {
+                let log = log.lock();
+                let frames: Vec<Arc<OutFrame>> =
+                    log.entries.iter().map(|(_, f)| Arc::clone(f)).collect();
+                (log.epoch, log.top, frames)
+            };
+            let entries: Vec<&Publication> =
+                frames.iter().filter_map(|f| f.publication()).collect();
+            written += entries.len();
+            let line = SnapshotRoomOut {
+                room,
+                epoch,
+                top,
+                entries: &entries,
+            };
+            serde_json::to_writer(&mut w, &line)?;
+            w.write_all(b"\n")?;
+        }
+        w.flush()?;
+        Ok(written)
+    }
+
+    /// Reads a snapshot written by [`save`](MemoryHistory::save). Each room gets back its
+    /// epoch, its latest offset and its publications, replacing what this store had for the
+    /// room; the next publication there gets offset `top + 1` in the same epoch. The epoch
+    /// clock moves past every loaded epoch, so no room gets one of them anew. Each publication
+    /// keeps its age (from its `ts`), so the room kind's history TTL still applies; one whose
+    /// age cannot be represented by the monotonic clock (older than the clock's start, such as
+    /// the machine's boot) counts as published now. Returns the number of publications loaded.
+    ///
+    /// The whole input is checked before anything is loaded: on an error (naming the line)
+    /// the store is unchanged. Blank lines are skipped. It never panics.
+    ///
+    /// Load before the hub serves: a room replaced while in use keeps no members' positions
+    /// (they fail to resume, as after an epoch change). And load a snapshot once: a process
+    /// that loaded it and then published continues its epochs, so if it dies without saving,
+    /// loading the same file again would hand out offsets that clients have already seen
+    /// with other publications. Remove or overwrite the file after loading it.
+    ///
+    /// ```
+    /// use streamgate_core::{MemoryHistory, SnapshotError};
+    ///
+    /// let history = MemoryHistory::new();
+    /// let header = "{\"format\":\"streamgate-history\",\"version\":1}\n";
+    /// let empty_room = "{\"room\":\"execution:1\",\"epoch\":7,\"top\":41,\"entries\":[]}\n";
+    /// assert_eq!(history.load(format!("{header}{empty_room}").as_bytes())?, 0);
+    ///
+    /// let err = history.load(format!("{header}not json\n").as_bytes());
+    /// assert!(matches!(err, Err(SnapshotError::Line { line: 2, .. })));
+    /// # Ok::<(), SnapshotError>(())
+    /// ```
+    pub fn load(&self, r: impl std::io::BufRead) -> Result<usize, SnapshotError> {
+        let mut lines = r.lines().zip(1..);
+        let header = match lines.next() {
+            None => return Err(SnapshotError::Header("the input is empty".into())),
+            Some((text, line)) => text.map_err(|source| SnapshotError::Io { line, source })?,
+        };
+        match serde_json::from_str::<SnapshotHeader>(&header) {
+            Ok(h) if h.format == SNAPSHOT_FORMAT && h.version == SNAPSHOT_VERSION => {}
+            Ok(h) => {
+                return Err(SnapshotError::Header(format!(
+                    "format {:?}, version {}",
+                    h.format, h.version
+                )));
+            }
+            Err(e) => return Err(SnapshotError::Header(e.to_string())),
+        }
+        let mut rooms: Vec<SnapshotRoom> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (text, line) in lines {
+            let text = text.map_err(|source| SnapshotError::Io { line, source })?;
+            if text.trim().is_empty() {
+                continue;
+            }
+            let room = SnapshotRoom::parse(&text)
+                .map_err(|message| SnapshotError::Line { line, message })?;
+            if !seen.insert(room.room.clone()) {
+                return Err(SnapshotError::Line {
+                    line,
+                    message: format!("room {} appears twice", room.room),
+                });
+            }
+            rooms.push(room);
+        }
+        // Before any room is in place: a log created meanwhile gets a later epoch.
+        if let Some(max) = rooms.iter().map(|r| r.epoch).max() {
+            self.last_epoch.fetch_max(max, Ordering::Relaxed);
+        }
+        let now = Instant::now();
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let mut loaded = 0;
+        for room in rooms {
+            loaded += room.entries.len();
+            let entries = room
+                .entries
+                .into_iter()
+                .map(|p| {
+                    let age = std::time::Duration::from_millis(now_ms.saturating_sub(p.ts));
+                    let at = now.checked_sub(age).unwrap_or(now);
+                    (at, OutFrame::new(ServerFrame::Publication(p)))
+                })
+                .collect();
+            let log = RoomLog {
+                epoch: room.epoch,
+                top: room.top,
+                entries,
+                touched: now,
+            };
+            self.logs.insert(room.room, Arc::new(Mutex::new(log)));
+        }
+        Ok(loaded)
     }
 
     /// A fresh epoch: milliseconds since the Unix epoch, bumped so it is never reused in this

@@ -22,8 +22,8 @@ use crate::{
     Action, AuthError, Authenticator, Authorizer, Backplane, CommandContext, CommandHandler,
     ConfigError, Credentials, HistoryStore, HubConfig, LocalBackplane, MemoryHistory,
     MemoryPresence, Metrics, OpenPolicy, OutFrame, Outbound, PresenceStore, Principal,
-    PublishError, RateLimiter, RoomPolicy, SessionHandle, SessionId, SessionOptions, SessionQueue,
-    StaticTokens, StreamHandle, Unlimited,
+    PublishError, RateLimiter, Recovery, RoomPolicy, SessionHandle, SessionId, SessionOptions,
+    SessionQueue, StaticTokens, StreamHandle, Unlimited,
     ack::{AckKey, AckTracker, Delivery},
     command::{STREAM_CANCEL, StreamCancel},
     offline::{Enqueued, OfflineQueues},
@@ -566,9 +566,19 @@ impl Hub {
         result
     }
 
-    /// Admits a new connection from `address` (when the transport knows it) under the rate
-    /// limiter's per-address connection quota; transports call it before authenticating. A
-    /// refusal is `RATE_LIMITED` with `retry_after_ms`.
+    /// Admits a new connection from `address` (when the transport knows it); every transport
+    /// calls it before authenticating. Two checks, in this order:
+    ///
+    /// 1. the connection limit ([`HubConfig::max_connections`]), whatever the address: while
+    ///    that many sessions are open, the refusal is `SERVER_OVERLOADED` with
+    ///    `retry_after_ms: Some(1000)` (the transports answer HTTP 503 with `Retry-After`);
+    /// 2. the rate limiter's per-address connection quota
+    ///    ([`RateLimiter::check_connect`]), only when the address is known: `RATE_LIMITED`
+    ///    with `retry_after_ms` (HTTP 429).
+    ///
+    /// Each refusal is counted in the error metrics here; transports do not count it again.
+    /// The limit counts open sessions, it does not reserve one: connections admitted at the
+    /// same moment, or still authenticating, may together take the count a little past it.
     ///
     /// ```
     /// use std::{net::IpAddr, time::Duration};
@@ -594,9 +604,27 @@ impl Hub {
     /// let refused = hub.admit(address).expect_err("second connection");
     /// assert_eq!((refused.code, refused.retry_after_ms), (ErrorCode::RateLimited, Some(1000)));
     /// assert!(hub.admit(None).is_ok()); // unknown address: nothing to key on
+    ///
+    /// // At the connection limit, every attempt is refused until a session closes.
+    /// let hub = Hub::builder(HubConfig::default().max_connections(1)).build()?;
+    /// let (session, _queue) = hub.connect(streamgate_core::Principal::user("u1"), "example", streamgate_core::WireFormat::Json);
+    /// let refused = hub.admit(None).expect_err("at the limit");
+    /// assert_eq!((refused.code, refused.retry_after_ms), (ErrorCode::ServerOverloaded, Some(1000)));
+    /// drop(session);
+    /// assert!(hub.admit(None).is_ok());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn admit(&self, address: Option<std::net::SocketAddr>) -> Result<(), ErrorBody> {
+        if let Some(max) = self.inner.config.max_connections
+            && self.inner.sessions.len() >= max
+        {
+            self.inner.metrics.error(ErrorCode::ServerOverloaded);
+            return Err(ErrorBody::new(
+                ErrorCode::ServerOverloaded,
+                "the server is at its connection limit; retry later or elsewhere",
+            )
+            .with_retry_after_ms(1000));
+        }
         let Some(address) = address else {
             return Ok(());
         };
@@ -1189,6 +1217,72 @@ impl Hub {
     /// Resolves when [`Hub::shutdown`] is called.
     pub async fn shutting_down(&self) {
         self.inner.shutdown.cancelled().await;
+    }
+
+    /// Whether [`Hub::shutdown`] was called.
+    ///
+    /// ```
+    /// use streamgate_core::{Hub, HubConfig};
+    ///
+    /// let hub = Hub::builder(HubConfig::default()).build()?;
+    /// assert!(!hub.is_shutting_down());
+    /// hub.shutdown();
+    /// assert!(hub.is_shutting_down());
+    /// # Ok::<(), streamgate_core::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
+    }
+
+    /// The room's position: its epoch and latest offset (0 before the first logged
+    /// publication). A room the history store has never seen gets its epoch now, as on a
+    /// join.
+    ///
+    /// ```
+    /// use streamgate_core::{Hub, HubConfig, Publish};
+    ///
+    /// let hub = Hub::builder(HubConfig::default()).build()?;
+    /// let room = "execution:7".parse()?;
+    /// assert_eq!(hub.position(&room).offset, 0);
+    /// hub.publish(&room, Publish::json("e", &1)?)?;
+    /// assert_eq!(hub.position(&room).offset, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn position(&self, room: &RoomId) -> Position {
+        self.inner.history.position(room)
+    }
+
+    /// The logged publications of `room` after offset `since` (in `epoch`, when given), read
+    /// from the history store with the room kind's [`RoomPolicy`]: what a client joining
+    /// with `since` and `epoch` would be replayed, without a session (and without an event
+    /// filter). The rules are those of a resume: `recovered` is `false`, with no frames, when
+    /// `epoch` is given and is not the room's, when `since` is beyond the room's latest
+    /// offset, or when the history no longer reaches back to `since + 1`; `since` equal to the
+    /// latest offset recovers with nothing. `position` is the room's epoch and latest offset
+    /// either way. A room the store has never seen gets its epoch now, as on a join (an empty
+    /// log, forgotten by the sweep once idle for the kind's history TTL).
+    ///
+    /// ```
+    /// use streamgate_core::{Hub, HubConfig, Publish};
+    ///
+    /// let hub = Hub::builder(HubConfig::default()).build()?;
+    /// let room = "execution:8".parse()?;
+    /// for n in 1..=3 {
+    ///     hub.publish(&room, Publish::json("e", &n)?)?;
+    /// }
+    /// let history = hub.history(&room, 1, None);
+    /// assert!(history.recovered);
+    /// let offsets: Vec<u64> = history.frames.iter().filter_map(|f| f.publication()).map(|p| p.offset).collect();
+    /// assert_eq!(offsets, [2, 3]);
+    /// assert!(!hub.history(&room, 1, Some(history.position.epoch + 1)).recovered);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn history(&self, room: &RoomId, since: u64, epoch: Option<u64>) -> Recovery {
+        let policy = self.inner.config.policy_for(room.kind());
+        self.inner.history.recover(room, policy, since, epoch)
     }
 }
 

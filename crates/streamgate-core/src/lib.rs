@@ -29,7 +29,7 @@ pub use backplane::{Backplane, LocalBackplane};
 pub use command::{CommandContext, CommandError, CommandHandler, STREAM_CANCEL, Typed, typed};
 pub use config::{ConfigError, HubConfig, RoomPolicy};
 pub use error::PublishError;
-pub use history::{HistoryStore, MemoryHistory, Recovery};
+pub use history::{HistoryStore, MemoryHistory, Recovery, SnapshotError};
 pub use hub::{Hub, HubBuilder, HubStats, Publish, PublishOutcome, Target};
 pub use metrics::{LatencySnapshot, Metrics, MetricsSnapshot};
 pub use outbound::{OutFrame, Outbound};

@@ -87,7 +87,13 @@ pub(crate) async fn admit(
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0),
     };
-    shared.hub.admit(credentials.remote_addr).map_err(reject)?;
+    // The hub counts its own refusals (`SERVER_OVERLOADED` at the connection limit,
+    // `RATE_LIMITED` for the per-address quota); the error, code included, is the
+    // `connect_error`.
+    shared.hub.admit(credentials.remote_addr).map_err(|error| {
+        tracing::debug!(code = %error.code, "socket.io connection not admitted");
+        Rejection(error)
+    })?;
     let principal = match tokio::time::timeout(
         shared.config.connect_timeout,
         shared.hub.authenticate(&credentials),
@@ -142,6 +148,26 @@ mod tests {
             let error = parse_auth(Some(bad.clone())).err().map(|e| e.code);
             assert_eq!(error, Some(ErrorCode::ValidationFailed), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_connection_limit_refusal_reaches_connect_error_with_its_code() {
+        let hub =
+            streamgate_core::Hub::builder(streamgate_core::HubConfig::default().max_connections(1))
+                .build()
+                .unwrap_or_else(|e| panic!("{e}"));
+        let _open = hub.connect(
+            streamgate_core::Principal::user("u1"),
+            "socketio",
+            streamgate_protocol::WireFormat::Json,
+        );
+        let refused = hub.admit(None).err().map(Rejection);
+        let parsed: Value = refused
+            .map(|r| serde_json::from_str(&r.to_string()).unwrap_or_default())
+            .unwrap_or_default();
+        assert_eq!(parsed["code"], "SERVER_OVERLOADED", "{parsed}");
+        assert_eq!(parsed["recoverable"], true);
+        assert_eq!(parsed["retry_after_ms"], 1000);
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub(crate) async fn open(shared: &Arc<Shared>, request: Request) -> Result<Respo
             .map(|c| c.0),
     };
     hub.admit(credentials.remote_addr)
-        .map_err(|error| Refusal::with(StatusCode::TOO_MANY_REQUESTS, error))?;
+        .map_err(|error| Refusal::with(admission_status(error.code), error).counted())?;
     let principal = request::authenticate(hub, &credentials).await?;
     let rooms = rooms(&params.rooms, config.max_rooms)?;
     let resume = cursor(&parts.headers, params.last_event_id.as_deref())?;
@@ -111,6 +111,16 @@ pub(crate) async fn open(shared: &Arc<Shared>, request: Request) -> Result<Respo
         .headers_mut()
         .insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(response)
+}
+
+/// The HTTP status of a connection the hub did not admit: `429` for the per-address quota
+/// (`RATE_LIMITED`), `503` when the server is at its connection limit (`SERVER_OVERLOADED`)
+/// or refuses for any other reason.
+fn admission_status(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    }
 }
 
 /// The distinct rooms of the `rooms` parameter, in order, at most `max`.
@@ -325,6 +335,61 @@ mod tests {
         );
         assert_eq!(json_type(r#"{"type":"bad\nname"}"#), None);
         assert_eq!(json_type(r#"{"id":1}"#), None);
+    }
+
+    #[test]
+    fn refused_admissions_map_their_code_to_the_status() {
+        assert_eq!(
+            admission_status(ErrorCode::RateLimited),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(
+            admission_status(ErrorCode::ServerOverloaded),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hub_at_its_connection_limit_is_answered_503_with_retry_after()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let hub = Hub::builder(streamgate_core::HubConfig::default().max_connections(1)).build()?;
+        let shared = Arc::new(Shared {
+            hub: hub.clone(),
+            config: Arc::new(crate::SseConfig::default()),
+            registry: Arc::default(),
+        });
+        let _open = hub.connect(
+            streamgate_core::Principal::user("u1"),
+            "sse",
+            WireFormat::Json,
+        );
+        let request = Request::builder()
+            .uri("/sse?rooms=r:a")
+            .body(axum::body::Body::empty())?;
+        let Err(refusal) = open(&shared, request).await else {
+            return Err("a second session was admitted".into());
+        };
+        assert_eq!(refusal.code(), ErrorCode::ServerOverloaded);
+        // The hub counted it; the route must not count it again.
+        assert!(!refusal.uncounted());
+        assert_eq!(
+            hub.metrics()
+                .snapshot()
+                .errors_for(ErrorCode::ServerOverloaded),
+            1
+        );
+        let response = refusal.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers().get(header::RETRY_AFTER),
+            Some(&HeaderValue::from_static("1"))
+        );
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await?;
+        let body: serde_json::Value = serde_json::from_slice(&body)?;
+        assert_eq!(body["error"]["code"], "SERVER_OVERLOADED");
+        assert_eq!(body["error"]["retry_after_ms"], 1000);
+        assert_eq!(hub.stats().sessions, 1);
+        Ok(())
     }
 
     #[test]

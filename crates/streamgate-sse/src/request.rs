@@ -14,19 +14,33 @@ use crate::SseConfig;
 pub(crate) struct Refusal {
     status: StatusCode,
     error: ErrorBody,
+    /// Already counted in the hub's error metrics (by the hub itself, as `Hub::admit` does).
+    counted: bool,
 }
 
 impl Refusal {
     pub(crate) fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            error: ErrorBody::new(code, message),
-        }
+        Self::with(status, ErrorBody::new(code, message))
     }
 
     /// A refusal with a ready error body.
     pub(crate) fn with(status: StatusCode, error: ErrorBody) -> Self {
-        Self { status, error }
+        Self {
+            status,
+            error,
+            counted: false,
+        }
+    }
+
+    /// Marks the refusal as counted in the error metrics already, so it is not counted again.
+    pub(crate) fn counted(mut self) -> Self {
+        self.counted = true;
+        self
+    }
+
+    /// Whether the refusal still has to be counted in the error metrics.
+    pub(crate) fn uncounted(&self) -> bool {
+        !self.counted
     }
 
     /// `400` with `VALIDATION_FAILED`.

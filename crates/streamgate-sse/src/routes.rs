@@ -69,9 +69,12 @@ async fn preflight(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Res
 }
 
 impl Shared {
-    /// Counts the refusal in the hub's error metrics and renders it.
+    /// Counts the refusal in the hub's error metrics (unless the hub counted it already) and
+    /// renders it.
     fn refuse(&self, refusal: Refusal) -> Response {
-        self.hub.metrics().error(refusal.code());
+        if refusal.uncounted() {
+            self.hub.metrics().error(refusal.code());
+        }
         refusal.into_response()
     }
 }

@@ -49,6 +49,16 @@ fn refuse_with(status: StatusCode, error: &ErrorBody) -> Response {
     response
 }
 
+/// The HTTP status of a connection the hub did not admit: `429` for the per-address quota
+/// (`RATE_LIMITED`), `503` when the server is at its connection limit (`SERVER_OVERLOADED`)
+/// or refuses for any other reason.
+fn admission_status(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -133,7 +143,7 @@ async fn upgrade(State(state): State<WsState>, mut request: Request) -> Response
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
     if let Err(error) = state.hub.admit(remote_addr) {
-        return refuse_with(StatusCode::TOO_MANY_REQUESTS, &error);
+        return refuse_with(admission_status(error.code), &error);
     }
     let accept = derive_accept_key(key.as_bytes());
     let credentials = Credentials {
@@ -175,4 +185,49 @@ async fn upgrade(State(state): State<WsState>, mut request: Request) -> Response
         );
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_json(response: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap_or_default();
+        serde_json::from_slice(&bytes).unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn refused_admissions_map_their_code_to_the_status_with_retry_after() {
+        let cases = [
+            (
+                ErrorBody::new(ErrorCode::RateLimited, "too many").with_retry_after_ms(1500),
+                StatusCode::TOO_MANY_REQUESTS,
+                "2",
+            ),
+            (
+                ErrorBody::new(ErrorCode::ServerOverloaded, "at the limit")
+                    .with_retry_after_ms(1000),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "1",
+            ),
+        ];
+        for (error, status, retry_after) in cases {
+            let code = error.code;
+            let response = refuse_with(admission_status(code), &error);
+            assert_eq!(response.status(), status, "{code}");
+            assert_eq!(
+                response
+                    .headers()
+                    .get(header::RETRY_AFTER)
+                    .map(HeaderValue::as_bytes),
+                Some(retry_after.as_bytes()),
+                "{code}"
+            );
+            let body = body_json(response).await;
+            assert_eq!(body["error"]["code"], code.as_str());
+            assert_eq!(body["error"]["recoverable"], true);
+        }
+    }
 }

@@ -305,6 +305,23 @@ impl GatewayBuilder {
         self
     }
 
+    /// Limits how many sessions may be open at once, over all transports together (default:
+    /// unlimited; see [`HubConfig::max_connections`]). At the limit, new connections are
+    /// refused before authentication with `SERVER_OVERLOADED` (`retry_after_ms: 1000`): HTTP
+    /// 503 with `Retry-After` on the WebSocket upgrade and the SSE request, a `connect_error`
+    /// on Socket.IO. Open sessions keep working. `0` fails [`build`](Self::build).
+    ///
+    /// ```
+    /// let gateway = streamgate::Gateway::builder().max_connections(10_000).build()?;
+    /// assert_eq!(gateway.hub().config().max_connections, Some(10_000));
+    /// assert!(streamgate::Gateway::builder().max_connections(0).build().is_err());
+    /// # Ok::<(), streamgate::BuildError>(())
+    /// ```
+    pub fn max_connections(mut self, sessions: usize) -> Self {
+        self.config = self.config.max_connections(sessions);
+        self
+    }
+
     /// Sets each session's outbound queue capacity (frames).
     pub fn queue_capacity(mut self, frames: usize) -> Self {
         self.config = self.config.queue_capacity(frames);

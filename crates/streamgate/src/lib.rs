@@ -15,8 +15,8 @@ pub use streamgate_core::{
     CommandError, CommandHandler, Credentials, Delivery, DeliveryReport, HistoryStore, Hub,
     HubConfig, LocalBackplane, MemoryHistory, MemoryPresence, Metrics, MetricsSnapshot, OpenPolicy,
     PresenceStore, Principal, PrincipalKind, Publish, PublishError, PublishOutcome, RateKey,
-    RateLimiter, RateSubject, Recipient, RoomPolicy, STREAM_CANCEL, StaticTokens, StreamHandle,
-    Target, Transport, Typed, Unlimited, typed,
+    RateLimiter, RateSubject, Recipient, Recovery, RoomPolicy, STREAM_CANCEL, SnapshotError,
+    StaticTokens, StreamHandle, Target, Transport, Typed, Unlimited, typed,
 };
 pub use streamgate_protocol::{ErrorCode, Payload, Position, Priority, RoomId, RoomIdError};
 #[cfg(feature = "ratelimit")]
