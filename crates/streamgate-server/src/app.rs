@@ -199,6 +199,12 @@ pub fn build(config: &ServerConfig, secrets: &DevSecrets) -> anyhow::Result<App>
         let loaded = history
             .load(std::io::BufReader::new(file))
             .with_context(|| format!("history.snapshot: {} is not readable", path.display()))?;
+        // A snapshot is used once: after a crash (no new snapshot), loading it again would
+        // hand out offsets that clients already saw with other content. Without it, rooms
+        // get new epochs and clients are told `recovered: false` instead.
+        let used = path.with_extension("loaded");
+        std::fs::rename(path, &used)
+            .with_context(|| format!("history.snapshot: cannot move {} aside", path.display()))?;
         tracing::info!(publications = loaded, path = %path.display(), "history restored");
     }
     let origins = (!config.server.cors_origins.is_empty()
@@ -213,7 +219,7 @@ pub fn build(config: &ServerConfig, secrets: &DevSecrets) -> anyhow::Result<App>
             policy: config.auth.policy.clone(),
         })
         .history(history.clone())
-        .configure(|hub| hub.max_connections(max_connections))
+        .max_connections(max_connections)
         .queue_capacity(config.queues.session_capacity)
         .offline_queue(config.queues.offline_size, config.queues.offline_ttl.0);
     for (kind, room) in &config.rooms {

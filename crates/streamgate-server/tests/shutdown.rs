@@ -198,8 +198,13 @@ async fn sigterm_mid_stream_then_restart_resumes_without_loss_or_duplicates() ->
     ensure!(status.success(), "exit status {status}");
     ensure!(snapshot.exists(), "no history snapshot written");
 
-    // The restarted server has the history; viewers resume.
+    // The restarted server has the history; viewers resume. The snapshot is used once.
     let _server = start().await?;
+    ensure!(
+        !snapshot.exists(),
+        "the snapshot was left in place after loading"
+    );
+    ensure!(snapshot.with_extension("loaded").exists());
     let close = tokio::time::timeout(Duration::from_secs(60), producer)
         .await
         .context("the producer did not finish")???;
