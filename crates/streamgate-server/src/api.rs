@@ -144,7 +144,7 @@ pub struct PublishRequest {
     pub event: String,
     /// Any JSON.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub data: Value,
     /// Your id for the publication (echoed to clients).
     #[serde(default)]
@@ -265,7 +265,7 @@ pub struct BroadcastRequest {
     pub event: String,
     /// Any JSON.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub data: Value,
     /// `low`, `normal`, `high` or `critical`.
     #[serde(default)]
@@ -399,7 +399,7 @@ pub enum StreamUpdateRequest {
         name: String,
         /// Any JSON.
         #[serde(default)]
-        #[schema(value_type = Object)]
+        #[schema(value_type = Value)]
         data: Value,
     },
     /// Progress (`stream.progress`), 0 to 1.
@@ -505,7 +505,7 @@ pub enum CloseStream {
     Complete {
         /// Any JSON.
         #[serde(default)]
-        #[schema(value_type = Object)]
+        #[schema(value_type = Value)]
         result: Value,
     },
     /// Failure (`stream.error`).
@@ -521,7 +521,7 @@ pub enum CloseStream {
     Cancelled {
         /// Any JSON.
         #[serde(default)]
-        #[schema(value_type = Object)]
+        #[schema(value_type = Value)]
         result: Value,
     },
 }
@@ -634,7 +634,7 @@ pub struct HistoryItem {
     /// The event name.
     pub event: String,
     /// The data.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     pub data: Value,
     /// Publication time, ms since the Unix epoch.
     pub ts: u64,
