@@ -423,10 +423,6 @@ pub struct AppendUpdates {
     pub updates: Vec<StreamUpdateRequest>,
 }
 
-fn stream_room(caller: &ApiCaller, state: &AppState, raw: &str) -> Result<RoomId, ApiError> {
-    caller.room(state, raw)
-}
-
 fn no_stream(room: &RoomId) -> ApiError {
     ApiError::not_found(format!(
         "no open stream in `{room}`: POST /api/v1/streams first (streams do not survive a restart)"
@@ -480,7 +476,7 @@ async fn append_stream(
     Body(req): Body<AppendUpdates>,
 ) -> Result<Json<StreamState>, ApiError> {
     let Path(raw) = path?;
-    let room = stream_room(&caller, &state, &raw)?;
+    let room = caller.room(&state, &raw)?;
     if req.updates.is_empty() || req.updates.len() > 1000 {
         return Err(ApiError::invalid("updates: 1 to 1000 updates"));
     }
@@ -550,7 +546,7 @@ async fn close_stream(
     Body(req): Body<CloseStream>,
 ) -> Result<Json<StreamState>, ApiError> {
     let Path(raw) = path?;
-    let room = stream_room(&caller, &state, &raw)?;
+    let room = caller.room(&state, &raw)?;
     if let CloseStream::Error { message, .. } = &req
         && (message.is_empty() || message.len() > 1024)
     {
