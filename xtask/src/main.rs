@@ -5,7 +5,8 @@
 //! is printed before it runs, and the first one that fails stops the task with an error naming
 //! its step.
 //!
-//! - `cargo xtask test`: the project's test command (unit, integration, doc and end-to-end tests).
+//! - `cargo xtask test`: the project's test command (unit, integration, doc and end-to-end tests,
+//!   then the HTTP API against its OpenAPI document with schemathesis).
 //! - `cargo xtask ci`: formatting, clippy, tests, rustdoc and benchmark builds, with timings.
 //! - `cargo xtask deny`: licenses, bans and sources (and advisories when the database is local).
 //! - `cargo xtask bench`: the benchmarks, and where to record their results.
@@ -13,6 +14,7 @@
 mod bench;
 mod ci;
 mod deny;
+mod schemathesis;
 mod step;
 mod test;
 
@@ -32,7 +34,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Run every test: unit, integration, doctests and the end-to-end suite in `tests/`.
+    /// Run every test: unit, integration, doctests, the end-to-end suite in `tests/`, and the
+    /// HTTP API against its OpenAPI document (schemathesis).
     Test(test::Args),
     /// Run what CI checks: fmt, clippy, tests, rustdoc and benchmark builds, with timings.
     Ci(ci::Args),

@@ -3,7 +3,8 @@
 use std::ffi::OsStr;
 use std::fmt;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
@@ -59,6 +60,60 @@ impl Step {
             );
         }
         Ok(())
+    }
+
+    /// Like [`run`](Step::run), but kills the command and fails once it has run for `limit`.
+    pub(crate) fn run_within(mut self, limit: Duration) -> Result<()> {
+        let shown = self.to_string();
+        println!("\n[xtask {}] $ {shown}", self.name);
+        let mut child = self
+            .command
+            .spawn()
+            .with_context(|| format!("step `{}` failed: could not start `{shown}`", self.name))?;
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if started.elapsed() >= limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "step `{}` failed: `{shown}` still ran after {}s and was killed",
+                    self.name,
+                    limit.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        if !status.success() {
+            bail!(
+                "step `{}` failed: `{shown}` exited with {status}",
+                self.name
+            );
+        }
+        Ok(())
+    }
+
+    /// Like [`run`](Step::run), but returns what the command printed on stdout (stderr is
+    /// shown as usual).
+    pub(crate) fn output(mut self) -> Result<String> {
+        let shown = self.to_string();
+        println!("\n[xtask {}] $ {shown}", self.name);
+        let output = self
+            .command
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("step `{}` failed: could not start `{shown}`", self.name))?;
+        if !output.status.success() {
+            bail!(
+                "step `{}` failed: `{shown}` exited with {}",
+                self.name,
+                output.status
+            );
+        }
+        String::from_utf8(output.stdout)
+            .with_context(|| format!("step `{}` failed: `{shown}` printed non-UTF-8", self.name))
     }
 
     /// Prints the command and runs it, reporting only whether it succeeded: for probes whose

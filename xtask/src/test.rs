@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 
-use crate::step::Step;
+use crate::{schemathesis, step::Step};
 
 /// Options of `cargo xtask test`.
 #[derive(clap::Args, Default)]
@@ -14,23 +14,40 @@ pub(crate) struct Args {
     test_args: Vec<String>,
 }
 
-/// Prepares the end-to-end environment, then runs every test of the workspace.
+/// Prepares the end-to-end environment, runs every test of the workspace, then checks the
+/// server's HTTP API against its OpenAPI document with schemathesis.
 pub(crate) fn run(root: &Path, args: &Args) -> Result<()> {
-    prepare_e2e(root)?;
-    workspace_tests(root, &args.test_args)
+    let prepared = prepare_e2e(root)?;
+    workspace_tests(root, &args.test_args)?;
+    if prepared.schemathesis {
+        schemathesis::run(root)
+    } else {
+        eprintln!(
+            "\n[xtask schemathesis] SKIPPED: `{}` is not installed",
+            schemathesis::PROGRAM
+        );
+        Ok(())
+    }
+}
+
+/// What [`prepare_e2e`] found.
+pub(crate) struct Prepared {
+    /// Whether schemathesis (`st`) is installed.
+    pub(crate) schemathesis: bool,
 }
 
 /// Environment variable that turns a missing end-to-end prerequisite (Node, the npm packages,
-/// chromium) from a loud skip into a failure. `.ci/run` sets it; the tests read it too.
+/// chromium, schemathesis) from a loud skip into a failure. `.ci/run` sets it; the tests read it
+/// too.
 pub(crate) const REQUIRE_ENV: &str = "STREAMGATE_E2E_REQUIRE";
 
 /// Gets this machine ready for the end-to-end tests in `tests/`: installs the Node clients
 /// (`npm ci` in `tests/node`, only when `node_modules` is missing or older than the lockfile)
-/// and checks for Debian's chromium.
+/// and checks for Debian's chromium and for schemathesis (`pip install schemathesis`).
 ///
 /// A missing prerequisite is reported loudly and the tests that need it skip themselves, unless
 /// [`REQUIRE_ENV`] is `1`, in which case it is an error here already.
-pub(crate) fn prepare_e2e(root: &Path) -> Result<()> {
+pub(crate) fn prepare_e2e(root: &Path) -> Result<Prepared> {
     let required = std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1");
     let mut missing = Vec::new();
     let node_dir = root.join("tests/node");
@@ -51,6 +68,12 @@ pub(crate) fn prepare_e2e(root: &Path) -> Result<()> {
     if !Path::new(CHROMIUM).exists() {
         missing.push("chromium (`apt-get install -y chromium`): the browser tests need it");
     }
+    let schemathesis = schemathesis::available(root);
+    if !schemathesis {
+        missing.push(
+            "schemathesis (`pip install schemathesis`, the `st` command): the HTTP API's OpenAPI conformance check needs it",
+        );
+    }
     for what in &missing {
         eprintln!("\n[xtask prepare] MISSING {what}");
     }
@@ -60,7 +83,7 @@ pub(crate) fn prepare_e2e(root: &Path) -> Result<()> {
     if !missing.is_empty() {
         eprintln!("[xtask prepare] the tests that need them will print SKIPPED and pass\n");
     }
-    Ok(())
+    Ok(Prepared { schemathesis })
 }
 
 /// Where Debian's chromium lives; the browser tests drive it with playwright-core.
