@@ -20,7 +20,11 @@ use streamgate::{
 };
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
-use crate::{config::ServerConfig, token::Minter};
+use crate::{
+    client_publish::{self, ClientPublish},
+    config::ServerConfig,
+    token::Minter,
+};
 
 /// Secrets the configuration does not provide, generated for development at start and printed
 /// once.
@@ -224,6 +228,16 @@ pub fn build(config: &ServerConfig, secrets: &DevSecrets) -> anyhow::Result<App>
         .offline_queue(config.queues.offline_size, config.queues.offline_ttl.0);
     for (kind, room) in &config.rooms {
         builder = builder.room_kind(kind.clone(), room.to_policy());
+    }
+    let publishing = ClientPublish::new(
+        config
+            .rooms
+            .iter()
+            .filter(|(_, room)| room.client_publish)
+            .map(|(kind, _)| kind.clone()),
+    );
+    if !publishing.is_empty() {
+        builder = builder.command(client_publish::COMMAND, publishing);
     }
     if config.rate_limits.enabled {
         builder = builder.rate_limiter(KeyedRateLimiter::new(config.rate_limits.to_config())?);

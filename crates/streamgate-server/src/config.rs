@@ -306,6 +306,9 @@ pub struct RoomSection {
     pub presence: bool,
     /// Sessions allowed at once (`ROOM_FULL` beyond).
     pub max_members: Option<usize>,
+    /// Clients may publish into rooms of this kind with the `publish` command (chat); by
+    /// default only backends publish, through the HTTP API.
+    pub client_publish: bool,
 }
 
 impl Default for RoomSection {
@@ -316,6 +319,7 @@ impl Default for RoomSection {
             history_ttl: Span(policy.history_ttl),
             presence: policy.presence,
             max_members: policy.max_members,
+            client_publish: false,
         }
     }
 }

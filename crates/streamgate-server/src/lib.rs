@@ -18,6 +18,7 @@
 
 pub mod api;
 pub mod app;
+pub mod client_publish;
 pub mod config;
 pub mod demo;
 pub mod error;

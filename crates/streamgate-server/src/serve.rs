@@ -7,7 +7,7 @@ use std::{
 };
 
 use anyhow::Context;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::{
     app::{self, AppState, DevSecrets},
@@ -126,13 +126,60 @@ fn save_history(state: &AppState) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// File descriptors kept out of the connection budget: the listener, the runtime, the history
+/// snapshot, logs, and the sockets that are accepted only to be refused with
+/// `SERVER_OVERLOADED` once the limit is reached.
+pub const DESCRIPTOR_RESERVE: usize = 512;
+
+/// How many connections the process's descriptor limit allows, after raising its soft
+/// `RLIMIT_NOFILE` to the hard limit: the limit less [`DESCRIPTOR_RESERVE`]. `None` where the
+/// limit cannot be read.
+#[must_use]
+pub fn descriptor_budget() -> Option<usize> {
+    let limit = rlimit::increase_nofile_limit(u64::MAX).ok()?;
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    Some(limit.saturating_sub(DESCRIPTOR_RESERVE).max(1))
+}
+
+/// Lowers `server.max_connections` to what the descriptor limit allows, so that the server
+/// refuses connections past it cleanly (`SERVER_OVERLOADED`) instead of failing to accept
+/// them, and says so.
+fn fit_to_descriptors(mut config: ServerConfig) -> ServerConfig {
+    if let Some(budget) = descriptor_budget()
+        && config.server.max_connections > budget
+    {
+        tracing::warn!(
+            configured = config.server.max_connections,
+            allowed = budget,
+            "server.max_connections is more than the open-file limit allows; lowered"
+        );
+        config.server.max_connections = budget;
+    }
+    config
+}
+
+/// Pending connections the listener queues (the kernel caps it at `net.core.somaxconn`): a
+/// storm of clients connecting at once waits in the queue instead of retrying after a lost SYN.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves until SIGTERM/SIGINT, then shuts down gracefully.
 pub async fn serve(config: ServerConfig, secrets: DevSecrets) -> anyhow::Result<()> {
+    let config = fit_to_descriptors(config);
     let app::App { state, router } = app::build(&config, &secrets)?;
-    let listen = config.listen();
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("server.listen: cannot listen on {listen}"))?;
+    let listen_on = config.listen();
+    let listener = listen(listen_on)
+        .with_context(|| format!("server.listen: cannot listen on {listen_on}"))?;
     let addr = listener.local_addr()?;
     announce(addr, &config, &secrets);
     tracing::info!(%addr, "listening");

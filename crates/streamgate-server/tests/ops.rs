@@ -5,7 +5,7 @@ mod common;
 
 use std::{process::Stdio, time::Duration};
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use common::{API_KEY, Server, command, http};
 use serde_json::{Value, json};
 use streamgate_protocol::WireFormat;
@@ -171,6 +171,52 @@ async fn connections_beyond_the_limit_are_refused_as_overloaded() -> Result<()> 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     ensure!(admitted, "no slot after a client left");
+    Ok(())
+}
+
+/// With a low open-file limit the server lowers `max_connections` to what the limit allows
+/// (less a reserve), so that connections past it are refused with `SERVER_OVERLOADED` instead
+/// of failing to be accepted, and the admitted ones keep working.
+#[tokio::test]
+async fn the_open_file_limit_caps_connections_cleanly() -> Result<()> {
+    const NOFILE: usize = 600;
+    let budget = NOFILE - streamgate_server::serve::DESCRIPTOR_RESERVE;
+    let mut cmd = common::command_under(&["prlimit", &format!("--nofile={NOFILE}:{NOFILE}")], None);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .env("STREAMGATE_SERVER__MAX_CONNECTIONS", "100000")
+        .env("STREAMGATE_RATE_LIMITS__ENABLED", "false");
+    let server = Server::spawn(cmd).await?;
+    let token = common::token("alice", Some("acme")).await?;
+    let mut clients = Vec::with_capacity(budget);
+    for _ in 0..budget {
+        clients.push(
+            streamgate_e2e::Client::connect(&server.ws_url(), &token, WireFormat::Json).await?,
+        );
+    }
+    for _ in 0..5 {
+        let Err(refused) =
+            streamgate_e2e::Client::connect(&server.ws_url(), &token, WireFormat::Json).await
+        else {
+            bail!("a connection past the descriptor budget of {budget} was admitted");
+        };
+        ensure!(
+            format!("{refused:#}").contains("503"),
+            "not refused as overloaded: {refused:#}"
+        );
+    }
+    let room = "conversation:acme.3".parse()?;
+    let Some(first) = clients.first_mut() else {
+        bail!("no client");
+    };
+    first.join(&room, None).await?;
+    let published = http()
+        .post(server.url("/api/v1/publish"))
+        .bearer_auth(API_KEY)
+        .json(&json!({"room": "conversation:acme.3", "event": "still.here"}))
+        .send()
+        .await?;
+    ensure!(published.status() == 200);
+    ensure!(first.publication().await?.event == "still.here");
     Ok(())
 }
 

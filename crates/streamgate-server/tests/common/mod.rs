@@ -69,7 +69,19 @@ pub struct Server {
 
 /// A base command with the test credentials, on a free port unless the config says otherwise.
 pub fn command(config: Option<&Path>) -> Command {
-    let mut cmd = Command::new(binary());
+    command_under(&[], config)
+}
+
+/// [`command`] run by a wrapper program (`["prlimit", "--nofile=600:600"]`).
+pub fn command_under(wrapper: &[&str], config: Option<&Path>) -> Command {
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(args).arg(binary());
+            cmd
+        }
+        None => Command::new(binary()),
+    };
     if let Some(config) = config {
         cmd.arg("--config").arg(config);
     }
