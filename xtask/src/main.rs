@@ -14,6 +14,7 @@
 mod bench;
 mod ci;
 mod deny;
+mod process;
 mod schemathesis;
 mod step;
 mod test;

@@ -3,14 +3,13 @@
 //! binary: no server error; status codes, content types, bodies and headers as documented; the
 //! API key enforced; undocumented methods refused.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
+use crate::process::{Listening, build_binaries};
 use crate::step::Step;
 
 /// The schemathesis command line (`pip install schemathesis`).
@@ -45,7 +44,14 @@ pub(crate) fn available(root: &Path) -> bool {
 /// Builds the server, starts it on a free loopback port with known development credentials,
 /// runs schemathesis against its `/api/v1/openapi.json`, and stops it.
 pub(crate) fn run(root: &Path) -> Result<()> {
-    let binary = build(root)?;
+    let [binary] = build_binaries(
+        "schemathesis",
+        root,
+        &[("streamgate-server", "streamgate-server")],
+        false,
+    )?
+    .try_into()
+    .map_err(|_| anyhow::anyhow!("step `schemathesis` failed: no server binary"))?;
     // Schemathesis and Hypothesis keep their caches (`.schemathesis/`, `.hypothesis/`) in the
     // working directory: in the target directory, not in the work tree. The crash cache makes a
     // failure found once be tried first the next time.
@@ -60,7 +66,18 @@ pub(crate) fn run(root: &Path) -> Result<()> {
             work_dir.display()
         )
     })?;
-    let server = RunningServer::start(&binary)?;
+    println!(
+        "\n[xtask schemathesis] starting {} on a free port",
+        binary.display()
+    );
+    let mut command = Command::new(&binary);
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("STREAMGATE_DEV_API_KEY", API_KEY)
+        .env("STREAMGATE_DEV_SECRET", DEV_SECRET)
+        .env_remove("STREAMGATE_CONFIG")
+        .env("RUST_LOG", "error");
+    let server = Listening::start("schemathesis", command, START_TIMEOUT)?;
     let schema = format!("http://{}/api/v1/openapi.json", server.addr);
     let outcome = Step::program("schemathesis", PROGRAM, &work_dir)
         .args(["run", &schema])
@@ -76,104 +93,6 @@ pub(crate) fn run(root: &Path) -> Result<()> {
         .args(["--workers", "1", "--request-timeout", "10"])
         .args(["--generation-database", "none", "--no-color"])
         .run_within(HARD_LIMIT);
-    server.stop();
+    server.stop(Duration::from_secs(5));
     outcome
-}
-
-/// `cargo build -p streamgate-server`; the binary's path.
-fn build(root: &Path) -> Result<PathBuf> {
-    let messages = Step::cargo("schemathesis", root)
-        .args([
-            "build",
-            "--package",
-            "streamgate-server",
-            "--bin",
-            "streamgate-server",
-            "--locked",
-            "--message-format=json-render-diagnostics",
-        ])
-        .output()?;
-    messages
-        .lines()
-        .filter(|line| {
-            line.contains(r#""reason":"compiler-artifact""#)
-                && line.contains(r#""name":"streamgate-server""#)
-                && line.contains(r#""kind":["bin"]"#)
-        })
-        .find_map(|line| {
-            let rest = line.split(r#""executable":""#).nth(1)?;
-            rest.split('"').next().map(PathBuf::from)
-        })
-        .context("step `schemathesis` failed: cargo reported no streamgate-server executable")
-}
-
-/// The server under test, killed when dropped.
-struct RunningServer {
-    child: Child,
-    addr: String,
-}
-
-impl RunningServer {
-    fn start(binary: &Path) -> Result<Self> {
-        println!(
-            "\n[xtask schemathesis] starting {} on a free port",
-            binary.display()
-        );
-        let mut child = Command::new(binary)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("STREAMGATE_DEV_API_KEY", API_KEY)
-            .env("STREAMGATE_DEV_SECRET", DEV_SECRET)
-            .env_remove("STREAMGATE_CONFIG")
-            .env("RUST_LOG", "error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "step `schemathesis` failed: cannot start {}",
-                    binary.display()
-                )
-            })?;
-        let Some(stdout) = child.stdout.take() else {
-            bail!("step `schemathesis` failed: no stdout");
-        };
-        // Reads the listening line, then keeps draining stdout so that the server never blocks
-        // on a full pipe.
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.split(" listening on http://").nth(1)
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(addr.trim().to_owned());
-                }
-            }
-        });
-        let mut server = Self {
-            child,
-            addr: String::new(),
-        };
-        match rx.recv_timeout(START_TIMEOUT) {
-            Ok(addr) => server.addr = addr,
-            Err(_) => bail!(
-                "step `schemathesis` failed: the server did not listen within {START_TIMEOUT:?}"
-            ),
-        }
-        Ok(server)
-    }
-
-    /// Kills the server and reaps it.
-    fn stop(self) {
-        drop(self);
-    }
-}
-
-impl Drop for RunningServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

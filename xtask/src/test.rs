@@ -89,7 +89,7 @@ pub(crate) fn prepare_e2e(root: &Path) -> Result<Prepared> {
 /// Where Debian's chromium lives; the browser tests drive it with playwright-core.
 const CHROMIUM: &str = "/usr/bin/chromium";
 
-fn needs_npm_ci(node_dir: &Path) -> bool {
+pub(crate) fn needs_npm_ci(node_dir: &Path) -> bool {
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     match (
         modified(&node_dir.join("package-lock.json")),

@@ -7,6 +7,7 @@ use std::{
 };
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::{
@@ -191,6 +192,13 @@ pub async fn serve(config: ServerConfig, secrets: DevSecrets) -> anyhow::Result<
         signal().await;
         begin_shutdown(&signal_state, grace).await;
         let _ = stopped_tx.send(());
+    });
+    // Without TCP_NODELAY, a frame written while an earlier one is unacknowledged waits for
+    // the peer's delayed ACK (40 ms on Linux).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
     });
     let server = axum::serve(
         listener,

@@ -36,6 +36,11 @@ fn refuse(status: StatusCode, code: ErrorCode, message: &str) -> Response {
     refuse_with(status, &ErrorBody::new(code, message))
 }
 
+/// Bytes of the buffer each connection reads into. tungstenite's default (128 KiB) is
+/// allocated and zeroed per connection, which is 128 KiB of RSS for every idle client; clients
+/// send small frames, and a larger one is simply read in several calls.
+const READ_BUFFER_SIZE: usize = 4 * 1024;
+
 /// A JSON refusal; a `retry_after_ms` also becomes a `Retry-After` header (whole seconds).
 fn refuse_with(status: StatusCode, error: &ErrorBody) -> Response {
     let retry_after = error.retry_after_ms.map(|ms| ms.div_ceil(1000));
@@ -162,6 +167,7 @@ async fn upgrade(State(state): State<WsState>, mut request: Request) -> Response
             }
         };
         let ws_config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER_SIZE)
             .max_message_size(Some(config.max_frame_size))
             .max_frame_size(Some(config.max_frame_size));
         let socket =
