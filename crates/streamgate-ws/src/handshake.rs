@@ -38,8 +38,8 @@ fn refuse(status: StatusCode, code: ErrorCode, message: &str) -> Response {
 
 /// Bytes of the buffer each connection reads into. tungstenite's default (128 KiB) is
 /// allocated and zeroed per connection, which is 128 KiB of RSS for every idle client; clients
-/// send small frames, and a larger one is simply read in several calls.
-const READ_BUFFER_SIZE: usize = 4 * 1024;
+/// send small frames (joins, commands), and a larger one is simply read in several calls.
+const READ_BUFFER_SIZE: usize = 1024;
 
 /// A JSON refusal; a `retry_after_ms` also becomes a `Retry-After` header (whole seconds).
 fn refuse_with(status: StatusCode, error: &ErrorBody) -> Response {

@@ -178,6 +178,7 @@ fn show(value: Option<f64>, unit: Unit) -> String {
         Unit::Micros => format!("{v:.2} µs"),
         Unit::MicrosAsMillis => format!("{:.2} ms", v / 1000.0),
         Unit::Millis => format!("{v:.0} ms"),
+        Unit::Bytes if v >= 10.0 * 1024.0 * 1024.0 => format!("{:.0} MiB", v / 1024.0 / 1024.0),
         Unit::Bytes => format!("{:.1} KiB", v / 1024.0),
     }
 }

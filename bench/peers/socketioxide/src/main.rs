@@ -12,7 +12,6 @@
 use std::{fmt, io::Write as _, sync::Arc};
 
 use anyhow::Context as _;
-use axum::serve::ListenerExt;
 use clap::Parser;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
@@ -201,10 +200,8 @@ async fn main() -> anyhow::Result<()> {
         writeln!(stdout, "listening on http://{address}")?;
         stdout.flush()?;
     }
-    // TCP_NODELAY on every accepted socket, as Node's `net` does by default.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+    // axum's defaults, as a bare deployment runs: no TCP_NODELAY (Node's `net` sets it), so
+    // Nagle's algorithm merges this server's small writes into fewer segments.
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal(io))
         .await?;
