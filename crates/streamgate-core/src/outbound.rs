@@ -13,6 +13,7 @@ pub struct OutFrame {
     frame: ServerFrame,
     created: Instant,
     encoded: [OnceLock<Bytes>; 2],
+    json_raw: OnceLock<Option<Box<serde_json::value::RawValue>>>,
 }
 
 impl OutFrame {
@@ -23,6 +24,7 @@ impl OutFrame {
             frame,
             created: Instant::now(),
             encoded: [OnceLock::new(), OnceLock::new()],
+            json_raw: OnceLock::new(),
         })
     }
 
@@ -55,6 +57,30 @@ impl OutFrame {
         }
         let bytes = format.encode_server(&self.frame)?;
         Ok(slot.get_or_init(|| bytes).clone())
+    }
+}
+
+impl OutFrame {
+    /// The JSON encoding as a raw JSON value, checked once however many sessions receive the
+    /// frame: for transports that embed the frame in JSON of their own (Socket.IO) without
+    /// re-serializing or re-validating it per recipient. `None` if it cannot be encoded.
+    ///
+    /// ```
+    /// use streamgate_core::OutFrame;
+    /// use streamgate_protocol::{Pong, ServerFrame};
+    ///
+    /// let frame = OutFrame::new(ServerFrame::Pong(Pong { id: Some(3) }));
+    /// assert_eq!(frame.json_raw().map(|raw| raw.get()), Some(r#"{"type":"pong","id":3}"#));
+    /// ```
+    #[must_use]
+    pub fn json_raw(&self) -> Option<&serde_json::value::RawValue> {
+        self.json_raw
+            .get_or_init(|| {
+                let bytes = self.encode(WireFormat::Json).ok()?;
+                let text = String::from_utf8(bytes.to_vec()).ok()?;
+                serde_json::value::RawValue::from_string(text).ok()
+            })
+            .as_deref()
     }
 }
 

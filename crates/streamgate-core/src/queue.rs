@@ -14,6 +14,7 @@ use crate::Outbound;
 struct State {
     items: VecDeque<Outbound>,
     parked: bool,
+    closed: bool,
 }
 
 pub(crate) struct Queue {
@@ -31,6 +32,7 @@ impl Queue {
             state: Mutex::new(State {
                 items: VecDeque::new(),
                 parked: false,
+                closed: false,
             }),
             capacity,
             notify: Notify::new(),
@@ -55,13 +57,23 @@ impl Queue {
         self.state.lock().items.pop_front()
     }
 
-    /// Waits for an item. Only one consumer may wait at a time.
-    pub(crate) async fn pop(&self) -> Outbound {
+    /// Closes the queue: a waiting [`pop`](Queue::pop) returns `None`, and every later one.
+    pub(crate) fn close(&self) {
+        self.state.lock().closed = true;
+        self.notify.notify_one();
+    }
+
+    /// Waits for an item; `None` once the queue is closed. Only one consumer may wait at a
+    /// time.
+    pub(crate) async fn pop(&self) -> Option<Outbound> {
         loop {
             {
                 let mut state = self.state.lock();
+                if state.closed {
+                    return None;
+                }
                 if let Some(item) = state.items.pop_front() {
-                    return item;
+                    return Some(item);
                 }
                 state.parked = true;
             }

@@ -211,6 +211,7 @@ impl SessionShared {
     pub(crate) fn fail(&self, reason: Disconnect) -> bool {
         let first = self.close_reason.set(reason).is_ok();
         self.closed.cancel();
+        self.queue.close();
         first
     }
 
@@ -400,11 +401,9 @@ impl SessionQueue {
     ///
     /// [`close_reason`]: SessionQueue::close_reason
     pub async fn recv(&mut self) -> Option<Outbound> {
-        tokio::select! {
-            biased;
-            () = self.shared.closed.cancelled() => None,
-            item = self.shared.queue.pop() => Some(item),
-        }
+        // The queue is closed together with the token (`fail`): waiting on the queue alone
+        // spares the token's mutex and waiter list on every wake-up of the writer.
+        self.shared.queue.pop().await
     }
 
     /// The next item if one is ready, for coalescing several frames into one flush.

@@ -364,10 +364,7 @@ impl Writer {
     /// Emits a frame's cached JSON encoding as-is (no per-socket re-serialization of the
     /// publication), waiting for room in Engine.IO's buffer up to the stall limit.
     async fn emit(&self, socket: &SocketRef, event: &str, frame: &OutFrame) -> Result<(), Stop> {
-        let Some(bytes) = json_of(frame) else {
-            return Ok(());
-        };
-        let Some(raw) = raw_json(&bytes) else {
+        let Some(raw) = raw_json(frame) else {
             return Ok(());
         };
         self.emit_value(socket, event, raw, self.stall_limit).await
@@ -382,10 +379,7 @@ impl Writer {
         frame: &OutFrame,
         publication: &streamgate_protocol::Publication,
     ) -> Result<(), Stop> {
-        let Some(bytes) = json_of(frame) else {
-            return Ok(());
-        };
-        let Some(raw) = raw_json(&bytes) else {
+        let Some(raw) = raw_json(frame) else {
             return Ok(());
         };
         let timeout = self.hub.config().ack_timeout;
@@ -503,19 +497,14 @@ fn ack_body(frame: &OutFrame) -> Result<serde_json::Value, Box<dyn std::error::E
     Ok(serde_json::Value::Object(fields))
 }
 
-/// A frame's cached JSON encoding (logged and `None` if it cannot be encoded).
-fn json_of(frame: &OutFrame) -> Option<bytes::Bytes> {
-    frame
-        .encode(WireFormat::Json)
-        .map_err(|e| tracing::error!(error = %e, "cannot encode frame"))
-        .ok()
-}
-
-/// The encoding as a borrowed raw JSON value, to emit without re-serializing.
-fn raw_json(bytes: &[u8]) -> Option<&RawValue> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| tracing::error!(error = %e, "encoded frame is not JSON"))
-        .ok()
+/// The frame's cached JSON encoding as a raw JSON value, to emit without re-serializing
+/// (logged and `None` if it cannot be encoded).
+fn raw_json(frame: &OutFrame) -> Option<&RawValue> {
+    let raw = frame.json_raw();
+    if raw.is_none() {
+        tracing::error!(frame = ?frame.frame(), "cannot encode frame as JSON");
+    }
+    raw
 }
 
 #[cfg(test)]
