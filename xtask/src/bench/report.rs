@@ -258,8 +258,21 @@ pub(crate) fn markdown(outcome: &Outcome, context: &str) -> String {
         }
         let problems: Vec<String> = runs
             .iter()
-            .filter(|r| r.scenario == scenario.key && !r.problems.is_empty())
-            .map(|r| format!("- `{}`: {}", r.system, r.problems.join("; ")))
+            .filter(|r| r.scenario == scenario.key)
+            .filter_map(|r| {
+                let mut found = r.problems.clone();
+                if found.is_empty() {
+                    found = r
+                        .result
+                        .as_ref()?
+                        .get("problems")?
+                        .as_array()?
+                        .iter()
+                        .map(|p| p.as_str().map_or_else(|| p.to_string(), str::to_owned))
+                        .collect();
+                }
+                (!found.is_empty()).then(|| format!("- `{}`: {}", r.system, found.join("; ")))
+            })
             .collect();
         if !problems.is_empty() {
             md.push_str("\nProblems reported:\n\n");
@@ -271,17 +284,8 @@ pub(crate) fn markdown(outcome: &Outcome, context: &str) -> String {
                 .iter()
                 .filter(|r| r.scenario == "limit")
                 .filter_map(|r| {
-                    let samples = r.result.as_ref()?.get("error_samples")?.as_array()?;
-                    Some(format!(
-                        "- `{}`: {}",
-                        r.system,
-                        samples
-                            .iter()
-                            .take(3)
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ))
+                    let codes = r.result.as_ref()?.get("refusal_codes")?;
+                    Some(format!("- `{}`: {codes}", r.system))
                 })
                 .collect();
             if !samples.is_empty() {
