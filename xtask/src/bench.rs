@@ -1,4 +1,5 @@
-//! `cargo xtask bench`: the micro-benchmarks, then the load scenarios against streamgate (each
+//! `cargo xtask bench`: the load scenarios (with `--micro`, the micro-benchmarks first)
+//! against streamgate (each
 //! transport), Socket.IO on Node and bare socketioxide, written to `docs/benchmarks.md` with a
 //! plot. `--quick` is CI's smoke run: a small version of every scenario, once, reported under
 //! the target directory; it fails on errors, never on speed.
@@ -17,7 +18,7 @@ use crate::step::Step;
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    /// CI's smoke run: every scenario small and once (about a minute), no micro-benchmarks;
+    /// CI's smoke run: every scenario small and once (about a minute);
     /// the report goes to `<target>/bench/quick.md`, not to the docs.
     #[arg(long)]
     quick: bool,
@@ -31,9 +32,9 @@ pub(crate) struct Args {
     /// Repetitions of each scenario (default: 3, and 1 with `--quick`).
     #[arg(long)]
     reps: Option<usize>,
-    /// Skip the micro-benchmarks.
+    /// Also run the micro-benchmarks (`cargo bench`), before the load scenarios.
     #[arg(long)]
-    no_micro: bool,
+    micro: bool,
     /// Skip the load scenarios.
     #[arg(long)]
     no_load: bool,
@@ -61,7 +62,7 @@ struct MicroBench {
     bench: &'static str,
 }
 
-/// Runs the micro-benchmarks and the load scenarios, and writes the report.
+/// Runs the micro-benchmarks when asked, then the load scenarios, and writes the report.
 pub(crate) fn run(root: &Path, args: &Args) -> Result<()> {
     for scenario in &args.scenarios {
         if !load::SCENARIOS.iter().any(|s| s.key == scenario) {
@@ -73,7 +74,7 @@ pub(crate) fn run(root: &Path, args: &Args) -> Result<()> {
             bail!("unknown system `{system}`");
         }
     }
-    if !args.quick && !args.no_micro {
+    if args.micro {
         micro(root, &args.bench_args)?;
     }
     if args.no_load {
