@@ -9,9 +9,11 @@ use anyhow::{Result, bail};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{Phase, Role, Spec, connect_all, finish, pair, param, samples, spread, tokens};
+use super::{
+    Phase, Role, Spec, connect_all, finish, param, record_window, samples, spread, tokens,
+};
 use crate::Run;
-use crate::stats::{Latency, Stats, Sub};
+use crate::stats::{Stats, Sub};
 
 /// Runs the scenario.
 pub(crate) async fn run(run: &Rc<Run>) -> Result<()> {
@@ -72,21 +74,10 @@ pub(crate) async fn run(run: &Rc<Run>) -> Result<()> {
     tokio::time::sleep(Duration::from_secs_f64(run.args.warmup_secs.max(0.0))).await;
     stats.open_window();
     let opened = Instant::now();
-    let (s0, g0) = samples(run);
+    let before = samples(run);
     tokio::time::sleep(Duration::from_secs_f64(run.args.duration_secs.max(0.1))).await;
-    let (deliveries, histogram) = stats.close_window();
-    let (s1, g1) = samples(run);
-    let secs = opened.elapsed().as_secs_f64();
+    record_window(run, &stats, "chat", opened, before);
     let _no_members = phase_tx.send(Phase::Stop);
-    let latency = Latency::of(&histogram);
-    eprintln!(
-        "chat: {deliveries} deliveries in {secs:.2} s, p50 {} µs, p99 {} µs",
-        latency.as_ref().map_or(0, |l| l.p50),
-        latency.as_ref().map_or(0, |l| l.p99)
-    );
-    run.report
-        .borrow_mut()
-        .set_window(deliveries, secs, latency, pair(s0, s1), pair(g0, g1));
     super::drain(&stats, &subs, run.grace()).await;
     finish(run, &stats, &subs, true);
     Ok(())

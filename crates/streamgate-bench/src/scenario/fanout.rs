@@ -11,7 +11,8 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
 use super::{
-    PubCmd, connect_all, finish, listeners, pair, param, samples, spawn_publisher, tokens,
+    PubCmd, connect_all, finish, listeners, pair, param, record_window, samples, spawn_publisher,
+    tokens,
 };
 use crate::Run;
 use crate::report::{FixedRate, per_delivery, rate};
@@ -117,22 +118,10 @@ async fn closed_loop(
             () = sleep_until(wake) => {}
         }
     }
-    let (deliveries, histogram) = stats.close_window();
-    let (s1, g1) = samples(run);
-    let Some((opened, (s0, g0))) = window else {
+    let Some((opened, before)) = window else {
         bail!("the measured window never opened");
     };
-    let secs = opened.elapsed().as_secs_f64();
-    let latency = Latency::of(&histogram);
-    eprintln!(
-        "closed loop: {deliveries} deliveries in {secs:.2} s = {:.0}/s, p50 {} µs, p99 {} µs",
-        rate(deliveries, secs),
-        latency.as_ref().map_or(0, |l| l.p50),
-        latency.as_ref().map_or(0, |l| l.p99),
-    );
-    run.report
-        .borrow_mut()
-        .set_window(deliveries, secs, latency, pair(s0, s1), pair(g0, g1));
+    record_window(run, stats, "closed loop", opened, before);
     Ok(())
 }
 

@@ -9,10 +9,10 @@ use anyhow::{Context as _, Result, bail};
 use tokio::time::{Instant, sleep_until};
 
 use super::{
-    PubCmd, connect_all, finish, listeners, pair, param, samples, spawn_publisher, tokens,
+    PubCmd, connect_all, finish, listeners, param, record_window, samples, spawn_publisher, tokens,
 };
 use crate::Run;
-use crate::stats::{Latency, Stats, Sub};
+use crate::stats::{Stats, Sub};
 
 /// Runs the scenario.
 pub(crate) async fn run(run: &Rc<Run>) -> Result<()> {
@@ -88,21 +88,10 @@ pub(crate) async fn run(run: &Rc<Run>) -> Result<()> {
         }
         sleep_until(wake).await;
     }
-    let (deliveries, histogram) = stats.close_window();
-    let (s1, g1) = samples(run);
-    let Some((opened, (s0, g0))) = window else {
+    let Some((opened, before)) = window else {
         bail!("the measured window never opened");
     };
-    let secs = opened.elapsed().as_secs_f64();
-    let latency = Latency::of(&histogram);
-    eprintln!(
-        "llm: {deliveries} deliveries in {secs:.2} s, p50 {} µs, p99 {} µs",
-        latency.as_ref().map_or(0, |l| l.p50),
-        latency.as_ref().map_or(0, |l| l.p99)
-    );
-    run.report
-        .borrow_mut()
-        .set_window(deliveries, secs, latency, pair(s0, s1), pair(g0, g1));
+    record_window(run, &stats, "llm", opened, before);
     super::drain(&stats, &subs, run.grace()).await;
     finish(run, &stats, &subs, true);
     Ok(())

@@ -19,8 +19,8 @@ use crate::client::{Client, Handler, System};
 use crate::net::{ConnectError, Woke};
 use crate::payload;
 use crate::probe::{self, Sample};
-use crate::report::{Connect, Generator, Server};
-use crate::stats::{Stats, Sub, SubHandler};
+use crate::report::{Connect, Generator, Server, rate};
+use crate::stats::{Latency, Stats, Sub, SubHandler};
 use crate::{Run, Scenario};
 
 /// Runs the chosen scenario, filling `run.report`.
@@ -55,6 +55,34 @@ pub(crate) fn samples(run: &Run) -> (Option<Sample>, Option<Sample>) {
 }
 
 /// Pairs two optional samples.
+/// Closes the measured window opened at `opened`, when `before` was sampled: logs it under
+/// `label` and records deliveries, latency, and server and generator CPU in the report.
+pub(crate) fn record_window(
+    run: &Run,
+    stats: &Stats,
+    label: &str,
+    opened: Instant,
+    before: (Option<Sample>, Option<Sample>),
+) {
+    let (deliveries, histogram) = stats.close_window();
+    let (s1, g1) = samples(run);
+    let secs = opened.elapsed().as_secs_f64();
+    let latency = Latency::of(&histogram);
+    eprintln!(
+        "{label}: {deliveries} deliveries in {secs:.2} s = {:.0}/s, p50 {} µs, p99 {} µs",
+        rate(deliveries, secs),
+        latency.as_ref().map_or(0, |l| l.p50),
+        latency.as_ref().map_or(0, |l| l.p99),
+    );
+    run.report.borrow_mut().set_window(
+        deliveries,
+        secs,
+        latency,
+        pair(before.0, s1),
+        pair(before.1, g1),
+    );
+}
+
 pub(crate) fn pair(a: Option<Sample>, b: Option<Sample>) -> Option<(Sample, Sample)> {
     a.zip(b)
 }
