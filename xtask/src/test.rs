@@ -56,11 +56,7 @@ pub(crate) fn prepare_e2e(root: &Path) -> Result<Prepared> {
             .args(["--version"])
             .probe()
         {
-            if needs_npm_ci(&node_dir) {
-                Step::program("prepare", "npm", &node_dir)
-                    .args(["ci", "--no-audit", "--no-fund"])
-                    .run()?;
-            }
+            npm_ci_if_needed("prepare", &node_dir)?;
         } else {
             missing.push("node (Node.js 20 and npm): the Socket.IO and browser tests need it");
         }
@@ -89,7 +85,18 @@ pub(crate) fn prepare_e2e(root: &Path) -> Result<Prepared> {
 /// Where Debian's chromium lives; the browser tests drive it with playwright-core.
 const CHROMIUM: &str = "/usr/bin/chromium";
 
-pub(crate) fn needs_npm_ci(node_dir: &Path) -> bool {
+/// `npm ci` in `node_dir` for the step `step`, only when `node_modules` is missing or older
+/// than the lockfile.
+pub(crate) fn npm_ci_if_needed(step: &'static str, node_dir: &Path) -> Result<()> {
+    if needs_npm_ci(node_dir) {
+        Step::program(step, "npm", node_dir)
+            .args(["ci", "--no-audit", "--no-fund"])
+            .run()?;
+    }
+    Ok(())
+}
+
+fn needs_npm_ci(node_dir: &Path) -> bool {
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     match (
         modified(&node_dir.join("package-lock.json")),

@@ -10,7 +10,6 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use crate::process::{Listening, build_binaries};
-use crate::step::Step;
 
 /// The secret every system verifies client JWTs with.
 pub(crate) const SECRET: &str = "bench-secret-0123456789abcdef0123456789abcdef";
@@ -383,11 +382,7 @@ fn prepare(root: &Path) -> Result<Programs> {
     .try_into()
     .map_err(|_| anyhow::anyhow!("step `bench` failed: missing binaries"))?;
     let node_dir = root.join(NODE_PEER);
-    if !node_dir.join("node_modules").exists() || crate::test::needs_npm_ci(&node_dir) {
-        Step::program("bench", "npm", &node_dir)
-            .args(["ci", "--no-audit", "--no-fund"])
-            .run()?;
-    }
+    crate::test::npm_ci_if_needed("bench", &node_dir)?;
     Ok(Programs {
         server,
         generator,
