@@ -135,6 +135,17 @@ pub const DESCRIPTOR_RESERVE: usize = 512;
 /// How many connections the process's descriptor limit allows, after raising its soft
 /// `RLIMIT_NOFILE` to the hard limit: the limit less [`DESCRIPTOR_RESERVE`]. `None` where the
 /// limit cannot be read.
+///
+/// ```
+/// use streamgate_server::serve::{DESCRIPTOR_RESERVE, descriptor_budget};
+///
+/// let budget = descriptor_budget().expect("RLIMIT_NOFILE is readable on Linux");
+/// // The soft limit is now the hard one, and the reserve is kept out of the budget.
+/// let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE)?;
+/// assert_eq!(soft, hard);
+/// assert_eq!(budget as u64, soft.saturating_sub(DESCRIPTOR_RESERVE as u64).max(1));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[must_use]
 pub fn descriptor_budget() -> Option<usize> {
     let limit = rlimit::increase_nofile_limit(u64::MAX).ok()?;
