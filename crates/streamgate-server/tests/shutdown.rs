@@ -59,6 +59,7 @@ async fn viewer(
     token: String,
     format: WireFormat,
     seen: mpsc::UnboundedSender<usize>,
+    joined_once: mpsc::UnboundedSender<()>,
 ) -> Result<(Vec<Publication>, Vec<bool>)> {
     let room: RoomId = ROOM.parse()?;
     let mut got: Vec<Publication> = Vec::new();
@@ -74,6 +75,8 @@ async fn viewer(
             .await?;
         if position.is_some() {
             resumes.push(joined.recovered);
+        } else {
+            let _ = joined_once.send(());
         }
         loop {
             match client.next_event().await {
@@ -142,27 +145,27 @@ async fn sigterm_mid_stream_then_restart_resumes_without_loss_or_duplicates() ->
 
     let token = common::token("viewer", Some("acme")).await?;
     let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
+    let (joined_tx, mut joined_rx) = mpsc::unbounded_channel();
     let url = format!("ws://127.0.0.1:{port}/ws");
     let viewers: Vec<_> = [WireFormat::Json, WireFormat::Bincode]
         .into_iter()
-        .map(|format| tokio::spawn(viewer(url.clone(), token.clone(), format, seen_tx.clone())))
+        .map(|format| {
+            tokio::spawn(viewer(
+                url.clone(),
+                token.clone(),
+                format,
+                seen_tx.clone(),
+                joined_tx.clone(),
+            ))
+        })
         .collect();
-    // Both viewers are in the room before the first token.
-    let mut waited = 0;
-    loop {
-        let stats: Value = api
-            .get(format!("{base}/api/v1/stats"))
-            .bearer_auth(API_KEY)
-            .send()
-            .await?
-            .json()
-            .await?;
-        if stats["sessions"] == 2 {
-            break;
-        }
-        waited += 1;
-        ensure!(waited < 400, "viewers did not connect: {stats}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
+    // Both viewers have joined the room before the first token (connected is not enough: a
+    // plain join only delivers what is published after it).
+    for _ in 0..2 {
+        tokio::time::timeout(Duration::from_secs(10), joined_rx.recv())
+            .await
+            .context("viewers did not join")?
+            .context("a viewer ended before joining")?;
     }
 
     let producer_api = api.clone();
