@@ -68,6 +68,23 @@ async fn health_readiness_and_metrics() -> Result<()> {
     ensure!(published.status() == 200, "{}", published.text().await?);
     ensure!(ws.publication().await?.event == "note");
 
+    // The server records a delivery's latency once its write is flushed, which the client may
+    // see first: give the metric a moment.
+    for _ in 0..100 {
+        let text = client
+            .get(server.url("/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        if samples(&text)?
+            .get("streamgate_delivery_latency_seconds_count")
+            .is_some_and(|v| *v >= 1.0)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let metrics = client.get(server.url("/metrics")).send().await?;
     ensure!(metrics.status() == 200);
     let content_type = metrics
